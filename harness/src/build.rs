@@ -148,10 +148,19 @@ impl Layout<'_> {
     pub fn generate_or_exit(&self) {
         if let Err(error) = self.generate() {
             eprintln!("error: cannot generate the test suite `{}`:", self.suite);
-            let mut source: Option<&dyn std::error::Error> = Some(&error);
-            while let Some(error) = source {
-                eprintln!("  {error}");
-                source = error.source();
+            match &error {
+                Error::Layout(problems) => {
+                    for problem in problems {
+                        eprintln!("  {problem}");
+                    }
+                }
+                error => {
+                    let mut source: Option<&dyn std::error::Error> = Some(error);
+                    while let Some(error) = source {
+                        eprintln!("  {error}");
+                        source = error.source();
+                    }
+                }
             }
             std::process::exit(1);
         }

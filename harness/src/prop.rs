@@ -29,7 +29,10 @@ use proptest::test_runner::{FileFailurePersistence, TestError, TestRunner};
 
 /// A property that did not hold, or a run that could not find enough
 /// inputs to test it.
-#[derive(Debug, thiserror::Error)]
+///
+/// Its `Debug` is its message, so that a trial returning it prints the
+/// minimal input rather than a struct.
+#[derive(thiserror::Error)]
 pub enum PropertyFailure {
     /// The property failed; `input` is the smallest failing input found.
     #[error("property failed: {reason}\nminimal failing input: {input}")]
@@ -42,6 +45,12 @@ pub enum PropertyFailure {
     /// The strategy rejected too many inputs.
     #[error("property aborted: {0}")]
     Aborted(String),
+}
+
+impl Debug for PropertyFailure {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, formatter)
+    }
 }
 
 /// Checks a property for inputs from `strategy`, with the default

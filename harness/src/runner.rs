@@ -4,7 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 use libtest_mimic::{Arguments, Completion, Failed, Trial};
 
@@ -62,53 +62,58 @@ pub fn run(suite: &'static Suite) -> ExitCode {
         return ExitCode::from(101);
     }
 
-    let n_skipped = SKIPPED_AT_RUN_TIME.load(Ordering::Relaxed);
+    let skipped = std::mem::take(&mut *lock_skipped());
     if conclusion.num_passed > 0 {
-        if n_skipped > 0 {
+        for (name, reason) in &skipped {
             eprintln!(
-                "warning: {n_skipped} trial{} ignored {} at run time and did not execute",
-                if n_skipped == 1 { "" } else { "s" },
-                if n_skipped == 1 {
-                    "itself"
-                } else {
-                    "themselves"
-                },
+                "warning: `{name}` ignored itself at run time ({reason}) and did not execute"
             );
         }
         return ExitCode::SUCCESS;
     }
-    let skipped_note = if n_skipped > 0 {
-        format!(
-            "; {n_skipped} selected trial{} ignored {} at run time, which counts as not executed",
-            if n_skipped == 1 { "" } else { "s" },
-            if n_skipped == 1 {
-                "itself"
-            } else {
-                "themselves"
-            },
-        )
-    } else {
-        String::new()
-    };
+
     match &args.filter {
         Some(filter) => eprintln!(
-            "error: no trial executed for the filter `{filter}`{}{skipped_note}: {} trials are \
-             listed by `--list`; a filter that runs nothing is an error, not a pass \
-             (to run one test binary under `cargo test`, add `--test {}`)",
+            "error: no trial executed for the filter `{filter}`{}",
             if args.exact { " (exact)" } else { "" },
-            catalog.entries.len(),
-            suite.crate_name,
         ),
-        None => eprintln!(
-            "error: the run executed no trial{skipped_note}; {} trials are listed by `--list`",
+        None => eprintln!("error: the run executed no trial"),
+    }
+    for (name, reason) in &skipped {
+        eprintln!(
+            "  `{name}` ignored itself at run time ({reason}), which counts as not executed; \
+             to skip it by design, declare the condition with \
+             `#[gymfleet_harness::test(requires_env = \"VAR\")]` so that it is listed as ignored"
+        );
+    }
+    if skipped.is_empty() {
+        eprintln!(
+            "  no trial of the {} listed by `--list` matches it; a filter that runs nothing is \
+             an error, not a pass",
             catalog.entries.len(),
-        ),
+        );
+        if args.filter.is_some() && !args.exact {
+            eprintln!(
+                "  under `cargo test FILTER`, add `--test {}` to run this binary only when it \
+                 holds the tests you mean",
+                suite.crate_name,
+            );
+        }
     }
     ExitCode::from(101)
 }
 
-/// How many trials returned `Completion::Skipped` in this process.
-static SKIPPED_AT_RUN_TIME: AtomicUsize = AtomicUsize::new(0);
+/// The trials that returned `Completion::Skipped` in this process, with
+/// their reasons.
+static SKIPPED_AT_RUN_TIME: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+fn lock_skipped() -> std::sync::MutexGuard<'static, Vec<(String, String)>> {
+    // A trial that panicked while holding the lock cannot leave the list
+    // half-written: pushing one element either happened or did not.
+    SKIPPED_AT_RUN_TIME
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 /// Every trial of the suite, by name, before any is built.
 struct Catalog {
@@ -211,6 +216,14 @@ impl Catalog {
             }
         }
 
+        if entries.is_empty() && problems.is_empty() {
+            problems.push(format!(
+                "the suite has no trial: register tests under `{}` with \
+                 `#[gymfleet_harness::test]`",
+                suite.test_dir,
+            ));
+        }
+
         let mut seen = HashSet::with_capacity(entries.len());
         for entry in &entries {
             if !seen.insert(entry.name.as_str()) {
@@ -236,13 +249,14 @@ impl Entry {
     }
 
     fn to_trial(&self) -> Trial {
+        let name = self.name.clone();
         let trial = match self.source {
-            Source::Test(test) => {
-                Trial::ignorable_test(self.name.clone(), move || completion(run_body(&test.body)))
-            }
+            Source::Test(test) => Trial::ignorable_test(self.name.clone(), move || {
+                completion(&name, run_body(&test.body))
+            }),
             Source::Scenario(scenario, runner) => {
                 Trial::ignorable_test(self.name.clone(), move || {
-                    completion((runner.run)(Path::new(scenario.path)))
+                    completion(&name, (runner.run)(Path::new(scenario.path)))
                 })
             }
         };
@@ -281,11 +295,11 @@ fn module_below_root<'a>(suite: &Suite, module_path: &'a str) -> Option<&'a str>
     }
 }
 
-fn completion(verdict: Verdict) -> Result<Completion, Failed> {
+fn completion(name: &str, verdict: Verdict) -> Result<Completion, Failed> {
     match verdict {
         Verdict::Passed => Ok(Completion::Completed),
         Verdict::Skipped(reason) => {
-            SKIPPED_AT_RUN_TIME.fetch_add(1, Ordering::Relaxed);
+            lock_skipped().push((name.to_owned(), reason.clone()));
             Ok(Completion::ignored_with(reason))
         }
         Verdict::Failed(message) => Err(message.into()),

@@ -48,12 +48,18 @@ pub fn run(suite: &'static Suite) -> ExitCode {
         }
     };
 
+    let mut args = args;
     let trials: Vec<Trial> = catalog
         .entries
         .iter()
         .filter(|entry| is_selected(&args, entry))
         .map(Entry::to_trial)
         .collect();
+    if trials.len() == 1 && args.test_threads.is_none() {
+        // One trial (every nextest execution) needs no thread pool;
+        // starting one costs more than the typical trial.
+        args.test_threads = Some(1);
+    }
     let conclusion = libtest_mimic::run(&args, trials);
     if args.list {
         return ExitCode::SUCCESS;

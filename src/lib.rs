@@ -5,3 +5,5 @@
 //! `ARCHITECTURE.md` for a map of its modules.
 
 #![forbid(unsafe_code)]
+
+pub mod gym;

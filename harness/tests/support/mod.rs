@@ -186,15 +186,22 @@ pub fn copy_fixture(crate_name: &str, purpose: &str) -> (PathBuf, String) {
         .expect("the fixture lock file can be copied");
 
     let harness = Path::new(env!("CARGO_MANIFEST_DIR")).display().to_string();
-    let workspace_manifest = std::fs::read_to_string(fixtures().join("Cargo.toml"))
-        .expect("the fixture workspace manifest is readable")
-        .lines()
-        .map(|line| match line {
-            line if line.starts_with("members = ") => format!("members = [{crate_name:?}]"),
-            line => line.replace("path = \"../..\"", &format!("path = {harness:?}")),
-        })
-        .collect::<Vec<_>>()
-        .join("\n");
+    let original = std::fs::read_to_string(fixtures().join("Cargo.toml"))
+        .expect("the fixture workspace manifest is readable");
+    let mut workspace_manifest = Vec::new();
+    let mut in_members = false;
+    for line in original.lines() {
+        if line.starts_with("members = [") {
+            workspace_manifest.push(format!("members = [{crate_name:?}]"));
+            in_members = !line.ends_with(']');
+        } else if in_members {
+            in_members = line.trim() != "]";
+        } else {
+            workspace_manifest
+                .push(line.replace("path = \"../..\"", &format!("path = {harness:?}")));
+        }
+    }
+    let workspace_manifest = workspace_manifest.join("\n");
     std::fs::write(workspace.join("Cargo.toml"), workspace_manifest)
         .expect("the workspace manifest can be written");
 

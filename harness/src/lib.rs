@@ -27,6 +27,8 @@
 pub mod build;
 #[cfg(feature = "runtime")]
 pub mod cross_check;
+#[cfg(feature = "gym-mock")]
+pub mod gym_mock;
 #[cfg(feature = "proptest")]
 pub mod prop;
 #[cfg(feature = "runtime")]

@@ -7,6 +7,7 @@
 pub mod breaker;
 pub mod client;
 pub mod latency;
+pub mod sim;
 pub mod wire;
 
 pub use client::{ClientConfig, Deadlines, Error, ErrorKind, GymClient, RetryPolicy};

@@ -1,0 +1,707 @@
+//! The simulated Pokemon Gym server: an axum app that speaks the real
+//! server's wire format over one simulated game, with a latency model and
+//! fault injection.
+//!
+//! Like the real server it holds one game and serves one request at a time:
+//! a request holds the game's lock from its first byte to its last, latency
+//! included, so a status poll sent during a long action waits for it.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt as _, SeedableRng as _};
+use serde_json::{Value, json};
+use tokio::sync::{Mutex, oneshot};
+use tokio::task::JoinHandle;
+
+use crate::gym::sim::game::Game;
+use crate::gym::sim::world::World;
+use crate::gym::wire::{Action, Key, SESSION_TIMEOUT_LOCATION};
+
+/// How long the simulated server takes to answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct LatencyModel {
+    /// Added to every answer.
+    pub fixed: Duration,
+    /// Added for every frame an action emulates (130 per key, or the frames
+    /// waited).
+    pub per_frame: Duration,
+    /// Added to every `/initialize`.
+    pub initialize: Duration,
+}
+
+impl LatencyModel {
+    /// Answers at once: for tests and throughput, never the bottleneck.
+    pub const ZERO: LatencyModel = LatencyModel {
+        fixed: Duration::ZERO,
+        per_frame: Duration::ZERO,
+        initialize: Duration::ZERO,
+    };
+
+    /// The real server headless, as measured: a key press about 53 ms, a
+    /// one-frame wait about 29 ms, `/initialize` about 2.6 s.
+    pub const HEADLESS: LatencyModel = LatencyModel {
+        fixed: Duration::from_millis(28),
+        per_frame: Duration::from_micros(190),
+        initialize: Duration::from_millis(2600),
+    };
+
+    /// The real server with a window, capped at 5× speed: a key press about
+    /// 450 ms.
+    pub const WINDOWED: LatencyModel = LatencyModel {
+        fixed: Duration::from_millis(10),
+        per_frame: Duration::from_micros(3_400),
+        initialize: Duration::from_millis(2600),
+    };
+}
+
+/// Faults injected into answers, each drawn per request from a seeded
+/// generator.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Faults {
+    /// The chance of a `500` answer instead of the real one.
+    pub error_rate: f64,
+    /// The chance that the answer stalls for `stall` first.
+    pub stall_rate: f64,
+    /// How long a stall lasts.
+    pub stall: Duration,
+    /// The chance that the connection is dropped mid-answer.
+    pub drop_rate: f64,
+    /// The chance of a `200` answer whose body is cut short.
+    pub malformed_rate: f64,
+}
+
+/// Why a simulated server cannot start.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// A fault rate is not a probability.
+    #[error("fault rate `{name}` must be in [0, 1], not {value}")]
+    Rate {
+        /// The field.
+        name: &'static str,
+        /// The value given.
+        value: f64,
+    },
+    /// The address could not be bound.
+    #[error("cannot listen on `{addr}`")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Everything a simulated server is configured with.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SimConfig {
+    /// Seeds the world, encounters and fault draws.
+    pub seed: u64,
+    /// How long answers take.
+    pub latency: LatencyModel,
+    /// Faults to inject.
+    pub faults: Faults,
+}
+
+impl SimConfig {
+    fn validate(&self) -> Result<(), SimError> {
+        let rates = [
+            ("error_rate", self.faults.error_rate),
+            ("stall_rate", self.faults.stall_rate),
+            ("drop_rate", self.faults.drop_rate),
+            ("malformed_rate", self.faults.malformed_rate),
+        ];
+        for (name, value) in rates {
+            if !(0.0..=1.0).contains(&value) {
+                return Err(SimError::Rate { name, value });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A running simulated server. Dropping it stops the server.
+#[derive(Debug)]
+pub struct SimServer {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl SimServer {
+    /// Starts a server on `bind` (port 0 picks a free port).
+    pub async fn start(bind: SocketAddr, config: SimConfig) -> Result<SimServer, SimError> {
+        config.validate()?;
+        let listener = tokio::net::TcpListener::bind(bind)
+            .await
+            .map_err(|source| SimError::Bind { addr: bind, source })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|source| SimError::Bind { addr: bind, source })?;
+        let listener = listener.tap_io(|stream| {
+            // Nagle's algorithm would hold small answers back for tens of
+            // milliseconds; the real server's uvicorn disables it too.
+            let _ = stream.set_nodelay(true);
+        });
+
+        let shared = Arc::new(Shared {
+            fault_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed.rotate_left(17))),
+            world: Arc::new(World::generate(config.seed)),
+            game: Mutex::new(Session::default()),
+            config,
+        });
+        let router = Router::new()
+            .route("/initialize", post(initialize))
+            .route("/action", post(action))
+            .route("/status", get(status))
+            .route("/stop", post(stop))
+            .route("/evaluate", get(evaluate))
+            .route("/save_state", post(save_state))
+            .with_state(shared);
+
+        let (shutdown, signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = signal.await;
+                })
+                .await
+        });
+        tracing::info!(%addr, "simulated gym server listening");
+        Ok(SimServer {
+            addr,
+            shutdown: Some(shutdown),
+            task: Some(task),
+        })
+    }
+
+    /// The address the server listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://ADDR`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish, and
+    /// waits for the server to end.
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        match self.task.take() {
+            Some(task) => task
+                .await
+                .unwrap_or_else(|error| Err(std::io::Error::other(error))),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for SimServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+struct Shared {
+    config: SimConfig,
+    world: Arc<World>,
+    /// The one game; held for the whole of every request.
+    game: Mutex<Session>,
+    fault_rng: Mutex<ChaCha8Rng>,
+}
+
+/// The server's one game and its save states.
+#[derive(Default)]
+struct Session {
+    game: Option<Game>,
+    /// Whether `/initialize` ever succeeded: before it, `/action` answers
+    /// the placeholder state; after `/stop`, a 400.
+    ever_initialized: bool,
+    n_sessions: u64,
+    session_dir: String,
+    saves: HashMap<String, Game>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Fault {
+    None,
+    Error,
+    Drop,
+    Malformed,
+}
+
+async fn initialize(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut session = shared.game.lock().await;
+    let fault = shared.draw_fault().await;
+    let request = match json_body(&headers, &body) {
+        Ok(request) => request,
+        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+    };
+    for (field, expected) in [
+        ("headless", "bool"),
+        ("sound", "bool"),
+        ("load_autosave", "bool"),
+    ] {
+        if let Some(value) = request.get(field)
+            && !value.is_boolean()
+        {
+            let issue = issue(
+                "bool_parsing",
+                &["body", field],
+                "Input should be a valid boolean",
+                value,
+            );
+            let _ = expected;
+            return shared
+                .finish(fault, 0, validation(vec![issue]).into_response())
+                .await;
+        }
+    }
+
+    let game = match request.get("load_state_file").and_then(Value::as_str) {
+        Some(file) => match session.saves.get(&save_name(file)) {
+            Some(game) => game.clone(),
+            None => {
+                let detail =
+                    format!("Failed to initialize environment: 400: State file not found: {file}");
+                return shared
+                    .finish(fault, 0, detail_response(500, &detail).into_response())
+                    .await;
+            }
+        },
+        None => Game::new(Arc::clone(&shared.world)),
+    };
+    session.n_sessions += 1;
+    session.session_dir = match request.get("session_id").and_then(Value::as_str) {
+        Some(id) => format!("gameplay_sessions/{}", save_name(id)),
+        None => format!("gameplay_sessions/session_{:04}", session.n_sessions),
+    };
+    let state = game.state();
+    session.game = Some(game);
+    session.ever_initialized = true;
+
+    tokio::time::sleep(shared.config.latency.initialize).await;
+    let response = (StatusCode::OK, axum::Json(state)).into_response();
+    shared.finish(fault, 0, response).await
+}
+
+async fn action(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let mut session = shared.game.lock().await;
+    let fault = shared.draw_fault().await;
+    let request = match json_body(&headers, &body) {
+        Ok(request) => request,
+        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+    };
+    let action = match parse_action(&request) {
+        Ok(action) => action,
+        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+    };
+
+    let ever_initialized = session.ever_initialized;
+    let response = match session.game.as_mut() {
+        Some(game) => {
+            game.act(&action);
+            (StatusCode::OK, axum::Json(game.state())).into_response()
+        }
+        None if !ever_initialized => {
+            (StatusCode::OK, axum::Json(placeholder_state())).into_response()
+        }
+        None => not_initialized("Environment").into_response(),
+    };
+    shared
+        .finish(fault, action.emulated_frames(), response)
+        .await
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Response {
+    let session = shared.game.lock().await;
+    let fault = shared.draw_fault().await;
+    let body = match &session.game {
+        Some(game) => json!({
+            "status": "running",
+            "steps_taken": game.step_number(),
+            "session_dir": session.session_dir,
+            "remaining_time_seconds": 14400.0,
+            "remaining_time_minutes": 240.0,
+            "score": game.score(),
+            "pokemon_count": 1,
+            "badges_count": game.badges().len(),
+            "locations_count": game.locations_visited().len(),
+        }),
+        None => json!({"status": "not_initialized"}),
+    };
+    shared
+        .finish(fault, 0, (StatusCode::OK, axum::Json(body)).into_response())
+        .await
+}
+
+async fn stop(State(shared): State<Arc<Shared>>) -> Response {
+    let mut session = shared.game.lock().await;
+    let fault = shared.draw_fault().await;
+    let body = match session.game.take() {
+        Some(game) => json!({
+            "status": "stopped",
+            "session_dir": session.session_dir,
+            "final_score": game.score(),
+            "pokemon_collected": ["CHARMANDER"],
+            "badges_earned": game.badges(),
+            "locations_visited": game.locations_visited(),
+            "pokemon_count": 1,
+            "badges_count": game.badges().len(),
+            "locations_count": game.locations_visited().len(),
+        }),
+        None => json!({"status": "not_initialized"}),
+    };
+    shared
+        .finish(fault, 0, (StatusCode::OK, axum::Json(body)).into_response())
+        .await
+}
+
+async fn evaluate(State(shared): State<Arc<Shared>>) -> Response {
+    let session = shared.game.lock().await;
+    let fault = shared.draw_fault().await;
+    let response = match &session.game {
+        Some(game) => {
+            let badges = game.badges();
+            let locations = game.locations_visited();
+            let body = json!({
+                "score": game.score(),
+                "pokemon": {"count": 1, "items": ["CHARMANDER"]},
+                "badges": {"count": badges.len(), "items": badges},
+                "locations": {"count": locations.len(), "items": locations},
+            });
+            (StatusCode::OK, axum::Json(body)).into_response()
+        }
+        None => not_initialized("Evaluator").into_response(),
+    };
+    shared.finish(fault, 0, response).await
+}
+
+async fn save_state(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let mut session = shared.game.lock().await;
+    let fault = shared.draw_fault().await;
+    let request = match json_body(&headers, &body) {
+        Ok(request) => request,
+        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+    };
+    let Some(game) = session.game.clone() else {
+        return shared
+            .finish(fault, 0, not_initialized("Environment").into_response())
+            .await;
+    };
+    let name = match request
+        .get("filename")
+        .and_then(Value::as_str)
+        .map(save_name)
+    {
+        Some(name) if !name.is_empty() => name,
+        _ => format!("game_state_{:06}", game.step_number()),
+    };
+    let state_file = format!("{}/{name}.state", session.session_dir);
+    session.saves.insert(name, game);
+    let body = json!({"status": "success", "state_file": state_file});
+    shared
+        .finish(fault, 0, (StatusCode::OK, axum::Json(body)).into_response())
+        .await
+}
+
+impl Shared {
+    /// Draws this request's fault, stalling here if one is drawn.
+    async fn draw_fault(&self) -> Fault {
+        let faults = self.config.faults;
+        let (stall, fault) = {
+            let mut rng = self.fault_rng.lock().await;
+            let stall = faults.stall_rate > 0.0 && rng.random_bool(faults.stall_rate);
+            let fault = match () {
+                () if faults.drop_rate > 0.0 && rng.random_bool(faults.drop_rate) => Fault::Drop,
+                () if faults.error_rate > 0.0 && rng.random_bool(faults.error_rate) => Fault::Error,
+                () if faults.malformed_rate > 0.0 && rng.random_bool(faults.malformed_rate) => {
+                    Fault::Malformed
+                }
+                () => Fault::None,
+            };
+            (stall, fault)
+        };
+        if stall {
+            tokio::time::sleep(faults.stall).await;
+        }
+        fault
+    }
+
+    /// Waits out the latency model, then sends `response` or the fault.
+    async fn finish(&self, fault: Fault, frames: u64, response: Response) -> Response {
+        let latency = self.config.latency;
+        let emulation = latency
+            .per_frame
+            .saturating_mul(u32::try_from(frames).unwrap_or(u32::MAX));
+        tokio::time::sleep(latency.fixed + emulation).await;
+        match fault {
+            Fault::None => response,
+            Fault::Error => {
+                detail_response(500, "Internal Server Error (injected fault)").into_response()
+            }
+            Fault::Drop => Response::new(Body::new(DroppedBody)),
+            Fault::Malformed => (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "{\"player_name\": \"RED\", \"loc",
+            )
+                .into_response(),
+        }
+    }
+}
+
+/// A body that fails at once, which makes hyper drop the connection
+/// mid-answer.
+struct DroppedBody;
+
+impl http_body::Body for DroppedBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        _context: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        let error = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "injected drop");
+        Poll::Ready(Some(Err(error)))
+    }
+}
+
+/// Reads a JSON object body as FastAPI does: a missing body, a body that is
+/// not JSON, or one that is not an object is a 422.
+fn json_body(headers: &HeaderMap, body: &Bytes) -> Result<serde_json::Map<String, Value>, Refusal> {
+    if body.is_empty() {
+        return Err(validation(vec![issue(
+            "missing",
+            &["body"],
+            "Field required",
+            &Value::Null,
+        )]));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !is_json {
+        let text = Value::String(String::from_utf8_lossy(body).into_owned());
+        let message = "Input should be a valid dictionary or object to extract fields from";
+        return Err(validation(vec![issue(
+            "model_attributes_type",
+            &["body"],
+            message,
+            &text,
+        )]));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(object)) => Ok(object),
+        Ok(other) => {
+            let message = "Input should be a valid dictionary or object to extract fields from";
+            Err(validation(vec![issue(
+                "model_attributes_type",
+                &["body"],
+                message,
+                &other,
+            )]))
+        }
+        Err(error) => {
+            let mut decode = issue("json_invalid", &["body"], "JSON decode error", &json!({}));
+            decode["loc"] = json!(["body", error.column().saturating_sub(1)]);
+            Err(validation(vec![decode]))
+        }
+    }
+}
+
+/// Validates an action as the real server does, with its status codes: 422
+/// for schema errors, 500 with a `detail` for the rest.
+fn parse_action(request: &serde_json::Map<String, Value>) -> Result<Action, Refusal> {
+    let Some(action_type) = request.get("action_type") else {
+        let input = Value::Object(request.clone());
+        return Err(validation(vec![issue(
+            "missing",
+            &["body", "action_type"],
+            "Field required",
+            &input,
+        )]));
+    };
+    let failed = |detail: String| detail_response(500, &format!("Failed to take action: {detail}"));
+    match action_type.as_str() {
+        Some("press_key") => {
+            let keys = match request.get("keys") {
+                None | Some(Value::Null) => Vec::new(),
+                Some(Value::Array(keys)) => keys.clone(),
+                Some(other) => {
+                    let issue = issue(
+                        "list_type",
+                        &["body", "keys"],
+                        "Input should be a valid list",
+                        other,
+                    );
+                    return Err(validation(vec![issue]));
+                }
+            };
+            if keys.is_empty() {
+                return Err(failed(
+                    "400: Keys parameter is required for press_key action.".into(),
+                ));
+            }
+            let mut parsed = Vec::with_capacity(keys.len());
+            for key in &keys {
+                let name = key.as_str().unwrap_or_default();
+                match name.parse::<Key>() {
+                    Ok(key) => parsed.push(key),
+                    Err(_) => {
+                        return Err(failed(format!(
+                            "Invalid key: {name}. Valid keys are: ['a', 'b', 'start', 'select', \
+                             'up', 'down', 'left', 'right']"
+                        )));
+                    }
+                }
+            }
+            Action::press(parsed).map_err(|error| detail_response(500, &error.to_string()))
+        }
+        Some("wait") => {
+            let frames = match request.get("frames") {
+                None | Some(Value::Null) => 0,
+                Some(Value::Number(number)) => match number.as_i64() {
+                    Some(frames) => frames,
+                    None => {
+                        let message =
+                            "Input should be a valid integer, got a number with a fractional part";
+                        let issue = issue(
+                            "int_from_float",
+                            &["body", "frames"],
+                            message,
+                            &Value::Number(number.clone()),
+                        );
+                        return Err(validation(vec![issue]));
+                    }
+                },
+                Some(Value::String(text)) => text.parse().unwrap_or(0),
+                Some(other) => {
+                    let issue = issue(
+                        "int_type",
+                        &["body", "frames"],
+                        "Input should be a valid integer",
+                        other,
+                    );
+                    return Err(validation(vec![issue]));
+                }
+            };
+            match frames {
+                0 => Err(failed(
+                    "400: Frames parameter is required for wait action.".into(),
+                )),
+                frames if frames < 0 => Err(failed("Frames must be a positive integer".into())),
+                frames => Action::wait(frames as u64)
+                    .map_err(|error| detail_response(500, &error.to_string())),
+            }
+        }
+        Some(other) => Err(failed(format!("400: Unknown action type: {other}"))),
+        None => {
+            let issue = issue(
+                "string_type",
+                &["body", "action_type"],
+                "Input should be a valid string",
+                action_type,
+            );
+            Err(validation(vec![issue]))
+        }
+    }
+}
+
+/// A save-state name with every directory and the `.state` extension
+/// removed and any character other than letters, digits, `_`, `-` and `.`
+/// replaced, so that no name can escape the session's directory.
+fn save_name(requested: &str) -> String {
+    let base = requested.rsplit(['/', '\\']).next().unwrap_or_default();
+    let base = base.strip_suffix(".state").unwrap_or(base);
+    let cleaned: String = base
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    cleaned.trim_start_matches('.').to_owned()
+}
+
+fn placeholder_state() -> Value {
+    json!({
+        "player_name": "", "rival_name": "", "money": 0,
+        "location": SESSION_TIMEOUT_LOCATION, "coordinates": [0, 0],
+        "badges": [], "valid_moves": [], "inventory": [],
+        "dialog": "Session has timed out after 30 minutes. Please initialize a new session.",
+        "pokemons": [], "screenshot_base64": "", "collision_map": null,
+        "step_number": 0, "execution_time": 0.0, "score": 0.0
+    })
+}
+
+fn not_initialized(what: &str) -> Refusal {
+    detail_response(
+        400,
+        &format!("{what} not initialized. Call /initialize first."),
+    )
+}
+
+fn detail_response(status: u16, detail: &str) -> Refusal {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    Refusal {
+        status,
+        body: json!({"detail": detail}),
+    }
+}
+
+fn issue(kind: &str, loc: &[&str], msg: &str, input: &Value) -> Value {
+    json!({"type": kind, "loc": loc, "msg": msg, "input": input})
+}
+
+fn validation(issues: Vec<Value>) -> Refusal {
+    Refusal {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        body: json!({"detail": issues}),
+    }
+}
+
+/// An error answer: a status and a JSON body with `detail`.
+#[derive(Debug)]
+struct Refusal {
+    status: StatusCode,
+    body: Value,
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, axum::Json(self.body)).into_response()
+    }
+}

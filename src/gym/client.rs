@@ -254,8 +254,8 @@ pub struct GymClient {
 struct Inner {
     /// `host:port`, for messages and spans.
     server: String,
-    /// `http://host:port`, to which endpoint paths are appended.
-    base: String,
+    /// Each endpoint's URI, in `Endpoint::ALL` order, parsed once.
+    uris: Vec<Uri>,
     http: HttpClient<HttpConnector, Full<Bytes>>,
     /// One permit per request allowed in flight.
     in_flight: Semaphore,
@@ -293,7 +293,14 @@ impl GymClient {
         let (breaker_state, _) = watch::channel(BreakerState::Closed);
         Ok(GymClient {
             inner: Arc::new(Inner {
-                base: format!("http://{server}"),
+                uris: Endpoint::ALL
+                    .iter()
+                    .map(|endpoint| {
+                        format!("http://{server}{}", endpoint.path())
+                            .parse()
+                            .expect("a validated authority and a constant path form a URI")
+                    })
+                    .collect(),
                 server,
                 http,
                 in_flight: Semaphore::new(config.max_in_flight),
@@ -379,14 +386,8 @@ impl GymClient {
         body: Option<Bytes>,
         deadline: Duration,
     ) -> Result<T, Error> {
-        let retry = &self.inner.config.retry;
-        let mut backoff = ExponentialBuilder::default()
-            .with_min_delay(retry.initial_backoff)
-            .with_max_delay(retry.max_backoff)
-            .with_max_times(usize::try_from(retry.max_attempts.saturating_sub(1)).unwrap_or(0))
-            .with_jitter()
-            .build();
-
+        // Built on the first failure only: most calls succeed at once.
+        let mut backoff = None;
         let mut attempt = 1;
         loop {
             let span = tracing::debug_span!(
@@ -415,6 +416,7 @@ impl GymClient {
             // status poll whenever the server failed.
             let may_repeat = matches!(error.kind, ErrorKind::Connect(_))
                 || endpoint.is_idempotent() && is_server_failure(&error.kind);
+            let backoff = backoff.get_or_insert_with(|| self.backoff());
             match (may_repeat, backoff.next()) {
                 (true, Some(delay)) => {
                     tracing::debug!(
@@ -431,6 +433,16 @@ impl GymClient {
                 _ => return Err(error),
             }
         }
+    }
+
+    fn backoff(&self) -> impl Iterator<Item = Duration> {
+        let retry = &self.inner.config.retry;
+        ExponentialBuilder::default()
+            .with_min_delay(retry.initial_backoff)
+            .with_max_delay(retry.max_backoff)
+            .with_max_times(usize::try_from(retry.max_attempts.saturating_sub(1)).unwrap_or(0))
+            .with_jitter()
+            .build()
     }
 
     /// One attempt: admission, the in-flight slot, the exchange, decoding.
@@ -480,9 +492,8 @@ impl GymClient {
         endpoint: Endpoint,
         body: Option<Bytes>,
     ) -> Result<(u16, Bytes), ErrorKind> {
-        let uri: Uri = format!("{}{}", self.inner.base, endpoint.path())
-            .parse()
-            .expect("a validated authority and a constant path form a URI");
+        let endpoint_idx = Endpoint::ALL.iter().position(|known| *known == endpoint);
+        let uri = self.inner.uris[endpoint_idx.expect("every endpoint is in `ALL`")].clone();
         let method = match endpoint.method() {
             "GET" => Method::GET,
             _ => Method::POST,

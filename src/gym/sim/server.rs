@@ -303,7 +303,7 @@ async fn initialize(
     session.game = Some(game);
     session.ever_initialized = true;
 
-    tokio::time::sleep(shared.config.latency.initialize).await;
+    pause(shared.config.latency.initialize).await;
     let response = (StatusCode::OK, axum::Json(state)).into_response();
     shared.finish(fault, 0, response).await
 }
@@ -450,7 +450,7 @@ impl Shared {
             (stall, fault)
         };
         if stall {
-            tokio::time::sleep(faults.stall).await;
+            pause(faults.stall).await;
         }
         fault
     }
@@ -461,7 +461,7 @@ impl Shared {
         let emulation = latency
             .per_frame
             .saturating_mul(u32::try_from(frames).unwrap_or(u32::MAX));
-        tokio::time::sleep(latency.fixed + emulation).await;
+        pause(latency.fixed + emulation).await;
         match fault {
             Fault::None => response,
             Fault::Error => {
@@ -475,6 +475,14 @@ impl Shared {
             )
                 .into_response(),
         }
+    }
+}
+
+/// Waits `duration`; a zero duration returns at once, where tokio's
+/// `sleep` would wait for the timer's next millisecond tick.
+async fn pause(duration: Duration) {
+    if !duration.is_zero() {
+        tokio::time::sleep(duration).await;
     }
 }
 

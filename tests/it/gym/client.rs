@@ -89,6 +89,28 @@ async fn server_errors_on_actions_are_typed_and_never_retried() -> anyhow::Resul
 }
 
 #[gymfleet_harness::test]
+async fn a_schema_error_names_the_field_the_server_refused() -> anyhow::Result<()> {
+    let gym = MockGym::start().await;
+    let detail = serde_json::json!({"detail": [{
+        "type": "list_type", "loc": ["body", "keys"],
+        "msg": "Input should be a valid list", "input": "a"
+    }]});
+    gym.answer("POST", "/action", 422, detail, Some(1)).await;
+    let client = client(&gym.url(), |_| {});
+
+    let error = client.act(&press_a()).await.expect_err("the server refuses the shape");
+    match error.server_error() {
+        Some(ServerError::Validation(issues)) => {
+            anyhow::ensure!(issues.len() == 1 && issues[0].loc == "body.keys", "{issues:?}");
+        }
+        other => anyhow::bail!("expected a validation error, got {other:?}"),
+    }
+    anyhow::ensure!(error.to_string().contains("`body.keys` Input should be a valid list"), "{error}");
+    gym.server().verify().await;
+    Ok(())
+}
+
+#[gymfleet_harness::test]
 async fn the_session_timeout_placeholder_is_an_error_not_a_state() -> anyhow::Result<()> {
     let gym = MockGym::start().await;
     gym.session_timeout(1).await;

@@ -1,0 +1,337 @@
+//! Knowledge: discoveries by topic, and what to believe when they disagree.
+//!
+//! Each strategy keeps, per topic, a state whose merge is a join: it is
+//! commutative, associative and idempotent. Strategies that pick one
+//! discovery keep the maximum under a total order; strategies that weigh
+//! several keep the set of contributors, merged by union. Either way two
+//! replicas that have seen the same discoveries hold equal state, whatever
+//! the order or repetition of delivery, and so believe the same thing.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::collections::btree_map::Entry as MapEntry;
+
+use serde::{Deserialize, Serialize};
+
+use crate::learning::discovery::{Discovery, DiscoveryId, Payload, Topic};
+
+/// How conflicting discoveries on one topic are resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// The most confident discovery wins; ties go to more samples, then to
+    /// the larger id.
+    HighestConfidence,
+    /// The newest discovery wins, by time, then id.
+    LatestWins,
+    /// A vote: each distinct payload gets the samples of its supporters;
+    /// the most supported payload wins (ties to the payload whose newest
+    /// supporter is newer).
+    Consensus,
+    /// The consensus payload, with confidence and success rate the
+    /// sample-weighted means over its supporters.
+    WeightedMerge,
+}
+
+impl Strategy {
+    /// Every strategy.
+    pub const ALL: [Strategy; 4] = [
+        Strategy::HighestConfidence,
+        Strategy::LatestWins,
+        Strategy::Consensus,
+        Strategy::WeightedMerge,
+    ];
+
+    fn keeps_all(self) -> bool {
+        matches!(self, Strategy::Consensus | Strategy::WeightedMerge)
+    }
+}
+
+/// What a topic's discoveries add up to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Belief {
+    /// The answer believed.
+    pub payload: Payload,
+    /// How sure, in [0, 1].
+    pub confidence: f64,
+    /// How often it worked, in [0, 1].
+    pub success_rate: f64,
+    /// Samples behind the answer believed.
+    pub samples: u64,
+    /// Discoveries that support the answer believed.
+    pub supporters: usize,
+    /// The discovery that stands for the belief.
+    pub representative: DiscoveryId,
+}
+
+/// What inserting a discovery did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Insertion {
+    /// The topic's state changed: the discovery had not been seen and was
+    /// kept (a repeat, or a discovery a picking strategy ranks below the one
+    /// it keeps, changes nothing).
+    pub changed: bool,
+    /// Its payload differs from what was believed before it.
+    pub conflicts: bool,
+    /// The belief's payload changed.
+    pub belief_changed: bool,
+}
+
+/// Discoveries by topic, under one strategy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Knowledge {
+    strategy: Strategy,
+    topics: BTreeMap<Topic, TopicState>,
+}
+
+/// A topic's state: the one discovery kept, or every contributor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+enum TopicState {
+    Best(Discovery),
+    All(BTreeMap<DiscoveryId, Discovery>),
+}
+
+impl Knowledge {
+    /// Empty knowledge under `strategy`.
+    pub fn new(strategy: Strategy) -> Knowledge {
+        Knowledge {
+            strategy,
+            topics: BTreeMap::new(),
+        }
+    }
+
+    /// The strategy.
+    pub fn strategy(&self) -> Strategy {
+        self.strategy
+    }
+
+    /// How many topics have a belief.
+    pub fn len(&self) -> usize {
+        self.topics.len()
+    }
+
+    /// Returns true if and only if nothing is known.
+    pub fn is_empty(&self) -> bool {
+        self.topics.is_empty()
+    }
+
+    /// Adds one discovery.
+    pub fn insert(&mut self, discovery: Discovery) -> Insertion {
+        let strategy = self.strategy;
+        match self.topics.entry(discovery.topic().clone()) {
+            MapEntry::Vacant(vacant) => {
+                let state = match strategy.keeps_all() {
+                    true => TopicState::All(BTreeMap::from([(discovery.id(), discovery)])),
+                    false => TopicState::Best(discovery),
+                };
+                vacant.insert(state);
+                Insertion {
+                    changed: true,
+                    conflicts: false,
+                    belief_changed: true,
+                }
+            }
+            MapEntry::Occupied(mut occupied) => {
+                let before = believed_payload(occupied.get()).clone();
+                let conflicts = *discovery.payload() != before;
+                let changed = join_one(strategy, occupied.get_mut(), discovery);
+                let belief_changed = *believed_payload(occupied.get()) != before;
+                Insertion {
+                    changed,
+                    conflicts,
+                    belief_changed,
+                }
+            }
+        }
+    }
+
+    /// Merges everything `other` knows into this; both must use the same
+    /// strategy, or `other` is refused and nothing changes.
+    pub fn merge(&mut self, other: &Knowledge) -> Result<(), StrategyMismatch> {
+        if other.strategy != self.strategy {
+            return Err(StrategyMismatch {
+                ours: self.strategy,
+                theirs: other.strategy,
+            });
+        }
+        for (topic, state) in &other.topics {
+            match self.topics.entry(topic.clone()) {
+                MapEntry::Vacant(vacant) => {
+                    vacant.insert(state.clone());
+                }
+                MapEntry::Occupied(mut occupied) => match state {
+                    TopicState::Best(discovery) => {
+                        join_one(self.strategy, occupied.get_mut(), discovery.clone());
+                    }
+                    TopicState::All(discoveries) => {
+                        for discovery in discoveries.values() {
+                            join_one(self.strategy, occupied.get_mut(), discovery.clone());
+                        }
+                    }
+                },
+            }
+        }
+        Ok(())
+    }
+
+    /// The belief on one topic.
+    pub fn belief(&self, topic: &Topic) -> Option<Belief> {
+        self.topics
+            .get(topic)
+            .map(|state| resolve(self.strategy, state))
+    }
+
+    /// Every topic's belief, in topic order.
+    pub fn beliefs(&self) -> impl Iterator<Item = (&Topic, Belief)> {
+        self.topics
+            .iter()
+            .map(|(topic, state)| (topic, resolve(self.strategy, state)))
+    }
+
+    /// The discoveries kept for a topic: one for the strategies that pick,
+    /// every contributor for those that weigh.
+    pub fn discoveries(&self, topic: &Topic) -> Vec<&Discovery> {
+        match self.topics.get(topic) {
+            None => Vec::new(),
+            Some(TopicState::Best(discovery)) => vec![discovery],
+            Some(TopicState::All(discoveries)) => discoveries.values().collect(),
+        }
+    }
+}
+
+/// Knowledge under different strategies cannot be merged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("cannot merge knowledge resolved by {theirs:?} into knowledge resolved by {ours:?}")]
+pub struct StrategyMismatch {
+    /// This knowledge's strategy.
+    pub ours: Strategy,
+    /// The other's.
+    pub theirs: Strategy,
+}
+
+/// Joins one discovery into a topic's state; returns true if and only if the
+/// state changed.
+fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Discovery) -> bool {
+    match state {
+        TopicState::Best(best) => {
+            let takes_over = precedence(strategy, &discovery, best) == Ordering::Greater;
+            if takes_over {
+                *best = discovery;
+            }
+            takes_over
+        }
+        TopicState::All(discoveries) => match discoveries.entry(discovery.id()) {
+            MapEntry::Vacant(vacant) => {
+                vacant.insert(discovery);
+                true
+            }
+            MapEntry::Occupied(_) => false,
+        },
+    }
+}
+
+/// The total order under which a picking strategy keeps the maximum.
+fn precedence(strategy: Strategy, a: &Discovery, b: &Discovery) -> Ordering {
+    match strategy {
+        Strategy::HighestConfidence => a
+            .confidence()
+            .total_cmp(&b.confidence())
+            .then(a.samples().cmp(&b.samples()))
+            .then(a.id().cmp(&b.id())),
+        // Ids sort by wall-clock time first.
+        Strategy::LatestWins | Strategy::Consensus | Strategy::WeightedMerge => a.id().cmp(&b.id()),
+    }
+}
+
+fn believed_payload(state: &TopicState) -> &Payload {
+    match state {
+        TopicState::Best(discovery) => discovery.payload(),
+        TopicState::All(discoveries) => discoveries[&vote(discoveries).representative].payload(),
+    }
+}
+
+fn resolve(strategy: Strategy, state: &TopicState) -> Belief {
+    match state {
+        TopicState::Best(discovery) => Belief {
+            payload: discovery.payload().clone(),
+            confidence: discovery.confidence(),
+            success_rate: discovery.success_rate(),
+            samples: u64::from(discovery.samples()),
+            supporters: 1,
+            representative: discovery.id(),
+        },
+        TopicState::All(discoveries) => {
+            let tally = vote(discoveries);
+            let winner = &discoveries[&tally.representative];
+            let supporters: Vec<&Discovery> = discoveries
+                .values()
+                .filter(|d| d.payload() == winner.payload())
+                .collect();
+            let (confidence, success_rate) = match strategy {
+                Strategy::WeightedMerge => {
+                    let total = supporters
+                        .iter()
+                        .map(|d| f64::from(d.samples()))
+                        .sum::<f64>();
+                    let mean = |value: fn(&Discovery) -> f64| {
+                        let weighted: f64 = supporters
+                            .iter()
+                            .map(|d| value(d) * f64::from(d.samples()))
+                            .sum();
+                        // A weighted mean can stray past its inputs by a
+                        // rounding error; keep it within them.
+                        let (low, high) = supporters
+                            .iter()
+                            .map(|d| value(d))
+                            .fold((f64::INFINITY, f64::NEG_INFINITY), |(low, high), v| {
+                                (low.min(v), high.max(v))
+                            });
+                        (weighted / total).clamp(low, high)
+                    };
+                    (mean(Discovery::confidence), mean(Discovery::success_rate))
+                }
+                _ => (winner.confidence(), winner.success_rate()),
+            };
+            Belief {
+                payload: winner.payload().clone(),
+                confidence,
+                success_rate,
+                samples: tally.votes,
+                supporters: supporters.len(),
+                representative: tally.representative,
+            }
+        }
+    }
+}
+
+struct Tally {
+    /// Samples behind the winning payload.
+    votes: u64,
+    /// The most confident supporter of the winning payload.
+    representative: DiscoveryId,
+}
+
+/// Counts each distinct payload's votes (its supporters' samples) and picks
+/// the winner; ties go to the payload whose newest supporter is newer.
+fn vote(discoveries: &BTreeMap<DiscoveryId, Discovery>) -> Tally {
+    let mut tallies: BTreeMap<&Payload, (u64, DiscoveryId, &Discovery)> = BTreeMap::new();
+    for discovery in discoveries.values() {
+        let tally = tallies
+            .entry(discovery.payload())
+            .or_insert((0, discovery.id(), discovery));
+        tally.0 += u64::from(discovery.samples());
+        tally.1 = tally.1.max(discovery.id());
+        let more_confident = precedence(Strategy::HighestConfidence, discovery, tally.2);
+        if more_confident == Ordering::Greater {
+            tally.2 = discovery;
+        }
+    }
+    let (votes, _, representative) = tallies
+        .into_values()
+        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
+        .expect("a topic's state holds at least one discovery");
+    Tally {
+        votes,
+        representative: representative.id(),
+    }
+}

@@ -1,0 +1,164 @@
+//! Conflict resolution: every strategy's merge is a join-semilattice, so
+//! replicas converge whatever the delivery order.
+
+use gymfleet::learning::{Discovery, Knowledge, Strategy as Resolution};
+use gymfleet_harness::prop::{self, PropertyFailure};
+use proptest::prelude::*;
+use proptest::strategy::Strategy;
+
+use crate::learning::support::{discoveries, knowledge, merged, strategy};
+
+/// Splits one list of discoveries (ids are unique within it) into `n`
+/// overlapping parts, as replicas that saw some of the same discoveries.
+fn parts(n: usize, max_len: usize) -> impl Strategy<Value = Vec<Vec<Discovery>>> {
+    discoveries(max_len).prop_flat_map(move |list| {
+        let masks = proptest::collection::vec(0u8..(1 << n), list.len());
+        (Just(list), masks).prop_map(move |(list, masks)| {
+            (0..n)
+                .map(|part| {
+                    list.iter()
+                        .zip(&masks)
+                        .filter(|(_, mask)| *mask & (1 << part) != 0)
+                        .map(|(discovery, _)| discovery.clone())
+                        .collect()
+                })
+                .collect()
+        })
+    })
+}
+
+#[gymfleet_harness::test]
+fn merge_is_commutative_for_every_strategy() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), parts(2, 48)), |(strategy, parts)| {
+        let (a, b) = (knowledge(strategy, &parts[0]), knowledge(strategy, &parts[1]));
+        prop_assert_eq!(merged(&a, &b), merged(&b, &a));
+        Ok(())
+    })
+}
+
+#[gymfleet_harness::test]
+fn merge_is_associative_for_every_strategy() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), parts(3, 48)), |(strategy, parts)| {
+        let [a, b, c] = [0, 1, 2].map(|part| knowledge(strategy, &parts[part]));
+        prop_assert_eq!(merged(&merged(&a, &b), &c), merged(&a, &merged(&b, &c)));
+        Ok(())
+    })
+}
+
+#[gymfleet_harness::test]
+fn merge_is_idempotent_for_every_strategy() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), discoveries(24)), |(strategy, list)| {
+        let a = knowledge(strategy, &list);
+        prop_assert_eq!(merged(&a, &a), a.clone());
+        // Delivering every discovery again changes nothing either.
+        let mut again = a.clone();
+        for discovery in &list {
+            prop_assert!(!again.insert(discovery.clone()).changed);
+        }
+        prop_assert_eq!(again, a);
+        Ok(())
+    })
+}
+
+/// The same multiset delivered three ways: shuffled, duplicated and
+/// reversed, and as partial replicas merged in a shuffled order.
+#[gymfleet_harness::test]
+fn replicas_converge_whatever_the_delivery_order() -> Result<(), PropertyFailure> {
+    let case = (strategy(), discoveries(32)).prop_flat_map(|(strategy, list)| {
+        let shuffled = Just(list.clone()).prop_shuffle();
+        let chunk_order = Just((0..4usize).collect::<Vec<_>>()).prop_shuffle();
+        (Just(strategy), Just(list), shuffled, chunk_order)
+    });
+    prop::check(case, |(strategy, list, shuffled, chunk_order)| {
+        let in_order = knowledge(strategy, &list);
+        let from_shuffled = knowledge(strategy, &shuffled);
+
+        let mut duplicated: Vec<Discovery> = list.iter().rev().cloned().collect();
+        duplicated.extend(shuffled.iter().step_by(2).cloned());
+        let from_duplicates = knowledge(strategy, &duplicated);
+
+        let chunks: Vec<Knowledge> = (0..4)
+            .map(|chunk_idx| {
+                let part: Vec<Discovery> = shuffled.iter().skip(chunk_idx).step_by(4).cloned().collect();
+                knowledge(strategy, &part)
+            })
+            .collect();
+        let mut from_replicas = Knowledge::new(strategy);
+        for chunk_idx in chunk_order {
+            from_replicas.merge(&chunks[chunk_idx]).expect("the same strategy");
+        }
+
+        for other in [&from_shuffled, &from_duplicates, &from_replicas] {
+            prop_assert_eq!(&in_order, other);
+            let beliefs: Vec<_> = in_order.beliefs().collect();
+            let other_beliefs: Vec<_> = other.beliefs().collect();
+            prop_assert_eq!(beliefs, other_beliefs);
+        }
+        Ok(())
+    })
+}
+
+#[gymfleet_harness::test]
+fn beliefs_come_from_the_inputs_and_merged_confidence_stays_in_their_range() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), discoveries(24)), |(strategy, list)| {
+        let knowledge = knowledge(strategy, &list);
+        for (topic, belief) in knowledge.beliefs() {
+            let inputs: Vec<&Discovery> = list.iter().filter(|d| d.topic() == topic).collect();
+            prop_assert!(inputs.iter().any(|d| *d.payload() == belief.payload), "an invented payload");
+            let supporters: Vec<&&Discovery> = inputs.iter().filter(|d| *d.payload() == belief.payload).collect();
+            let low = supporters.iter().map(|d| d.confidence()).fold(f64::INFINITY, f64::min);
+            let high = supporters.iter().map(|d| d.confidence()).fold(f64::NEG_INFINITY, f64::max);
+            prop_assert!(
+                (low..=high).contains(&belief.confidence),
+                "{strategy:?}: confidence {} outside [{low}, {high}]",
+                belief.confidence
+            );
+        }
+        Ok(())
+    })
+}
+
+#[gymfleet_harness::test]
+fn each_strategy_picks_by_its_own_rule() -> anyhow::Result<()> {
+    use gymfleet::learning::{DiscoveryDraft, DiscoveryId, Payload, WorkerId};
+
+    let make = |sequence: u64, wall_ms: u64, script: &str, confidence: f64, samples: u32| {
+        let draft = DiscoveryDraft {
+            payload: Payload::Route { script: script.into(), frames: 10 },
+            confidence,
+            samples,
+            ..crate::learning::support::draft()
+        };
+        draft.finish(DiscoveryId { wall_ms, worker: WorkerId(1), sequence })
+    };
+    // "a": one very confident sample; "b": the newest; "c": most samples.
+    let list = [
+        make(1, 10, "a", 0.99, 1)?,
+        make(2, 30, "b", 0.40, 2)?,
+        make(3, 20, "c", 0.60, 5)?,
+        make(4, 15, "c", 0.70, 4)?,
+    ];
+    let topic = list[0].topic().clone();
+    let believed = |strategy| {
+        let belief = knowledge(strategy, &list).belief(&topic).expect("a belief");
+        match belief.payload {
+            Payload::Route { script, .. } => (script, belief.confidence, belief.samples),
+            other => panic!("unexpected payload {other:?}"),
+        }
+    };
+    anyhow::ensure!(believed(Resolution::HighestConfidence).0 == "a");
+    anyhow::ensure!(believed(Resolution::LatestWins).0 == "b");
+    let (script, confidence, votes) = believed(Resolution::Consensus);
+    anyhow::ensure!(script == "c" && votes == 9 && confidence == 0.7, "{script} {confidence} {votes}");
+    let (script, confidence, _) = believed(Resolution::WeightedMerge);
+    let expected = (0.6 * 5.0 + 0.7 * 4.0) / 9.0;
+    anyhow::ensure!(script == "c" && (confidence - expected).abs() < 1e-12, "{script} {confidence}");
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+fn knowledge_under_another_strategy_is_refused_not_mixed() {
+    let mut ours = Knowledge::new(Resolution::Consensus);
+    let theirs = Knowledge::new(Resolution::LatestWins);
+    assert!(ours.merge(&theirs).is_err());
+}

@@ -7,9 +7,11 @@
 
 pub mod discovery;
 pub mod knowledge;
+pub mod policy;
 
 pub use discovery::{
     Discovery, DiscoveryDraft, DiscoveryId, InvalidDiscovery, Kind, Payload, Priority, Topic,
     WorkerId,
 };
 pub use knowledge::{Belief, Insertion, Knowledge, Strategy, StrategyMismatch};
+pub use policy::{InvalidPolicy, Load, Policy, Propagation};

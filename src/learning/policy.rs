@@ -173,7 +173,8 @@ impl Propagation {
                     _ => pending.discovery.priority(),
                 };
                 // Stable: equal urgency keeps acceptance order.
-                self.pending.sort_by_key(|pending| std::cmp::Reverse(urgency(pending)));
+                self.pending
+                    .sort_by_key(|pending| std::cmp::Reverse(urgency(pending)));
                 let n_sent = max_per_poll.min(self.pending.len());
                 let sent = self
                     .pending

@@ -69,7 +69,7 @@ async fn run_model(policy: Policy, ops: Vec<Op>) -> Result<BTreeMap<u64, usize>,
     let mut propagation = Propagation::new(policy).map_err(|error| TestCaseError::fail(error.to_string()))?;
     let mut delivered: BTreeMap<u64, usize> = BTreeMap::new();
     let mut n_accepted = 0u64;
-    let mut record = |sent: Vec<Discovery>, delivered: &mut BTreeMap<u64, usize>| {
+    let record = |sent: Vec<Discovery>, delivered: &mut BTreeMap<u64, usize>| {
         for discovery in sent {
             *delivered.entry(discovery.id().sequence).or_default() += 1;
         }

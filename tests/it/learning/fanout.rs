@@ -1,0 +1,97 @@
+//! Fan-out to subscribers: nobody blocks the source, a subscriber that
+//! falls behind gets a snapshot, and propagation latency is measured from
+//! acknowledgements.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gymfleet::learning::fanout::{Delivery, FanOut, Published};
+use gymfleet::learning::{Discovery, DiscoveryId, Knowledge, Strategy, WorkerId};
+use tokio::time::Instant;
+
+use crate::learning::support::draft;
+
+fn batch(sequence: u64) -> Arc<[Discovery]> {
+    let discovery = draft()
+        .finish(DiscoveryId { wall_ms: 0, worker: WorkerId(0), sequence })
+        .expect("a valid discovery");
+    Arc::from(vec![discovery])
+}
+
+fn snapshot() -> Arc<Knowledge> {
+    Arc::new(Knowledge::new(Strategy::Consensus))
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn every_subscriber_gets_the_batch_and_latency_is_recorded_on_the_last_ack() {
+    let mut fanout = FanOut::new(4);
+    let mut subscriptions: Vec<_> = (0..3).map(|_| fanout.subscribe()).collect();
+    let origin = Instant::now();
+    let published = fanout.publish(batch(0), origin, snapshot);
+    assert_eq!(published, Published { delivered: 3, ..Published::default() });
+
+    tokio::time::advance(Duration::from_millis(2)).await;
+    for subscription in &mut subscriptions[..2] {
+        let delivery = subscription.try_recv().expect("a delivery is waiting");
+        subscription.ack(delivery.sequence());
+    }
+    assert_eq!(fanout.collect_acks(), 0, "one subscriber has not applied it yet");
+    tokio::time::advance(Duration::from_millis(3)).await;
+    let last = subscriptions[2].try_recv().expect("a delivery is waiting");
+    subscriptions[2].ack(last.sequence());
+    assert_eq!(fanout.collect_acks(), 1);
+    assert_eq!(fanout.latency().len(), 1);
+    let latency = fanout.latency();
+    assert!(
+        latency.equivalent(latency.max(), 5_000),
+        "origin to the last ack is 5 ms, not {} us",
+        latency.max()
+    );
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_full_subscriber_never_blocks_the_others_and_then_gets_a_snapshot() {
+    let mut fanout = FanOut::new(1);
+    let mut slow = fanout.subscribe();
+    let mut fast = fanout.subscribe();
+
+    let first = fanout.publish(batch(0), Instant::now(), snapshot);
+    assert_eq!(first.delivered, 2);
+    let fast_delivery = fast.try_recv().expect("delivered");
+    fast.ack(fast_delivery.sequence());
+    // `slow` has not read its first delivery: its queue of one is full.
+    let second = fanout.publish(batch(1), Instant::now(), snapshot);
+    assert_eq!((second.delivered, second.lagging), (1, 1));
+    assert!(fast.try_recv().is_some(), "the fast subscriber got the batch at once");
+
+    // `slow` catches up on its backlog; the next publish sends it a
+    // snapshot instead of what it missed.
+    assert!(matches!(slow.try_recv(), Some(Delivery::Batch { sequence: 0, .. })));
+    let mut snapshots_taken = 0;
+    let third = fanout.publish(batch(2), Instant::now(), || {
+        snapshots_taken += 1;
+        snapshot()
+    });
+    assert_eq!((third.delivered, third.snapshots, third.lagging), (1, 1, 0));
+    assert_eq!(snapshots_taken, 1);
+    assert!(matches!(slow.try_recv(), Some(Delivery::Snapshot { sequence: 2, .. })));
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_subscriber_that_goes_away_is_forgotten_and_not_waited_for() {
+    let mut fanout = FanOut::new(4);
+    let mut staying = fanout.subscribe();
+    let leaving = fanout.subscribe();
+    fanout.publish(batch(0), Instant::now(), snapshot);
+    drop(leaving);
+
+    let published = fanout.publish(batch(1), Instant::now(), snapshot);
+    assert_eq!((published.delivered, published.gone), (1, 1));
+    assert_eq!(fanout.subscribers(), 1);
+    for _ in 0..2 {
+        let delivery = staying.try_recv().expect("delivered");
+        staying.ack(delivery.sequence());
+    }
+    assert_eq!(fanout.collect_acks(), 2, "batch 0 no longer waits for the subscriber that left");
+    assert_eq!(fanout.outstanding(), 0);
+}

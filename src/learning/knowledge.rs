@@ -10,6 +10,7 @@
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry as MapEntry;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -84,11 +85,87 @@ pub struct Knowledge {
     topics: BTreeMap<Topic, TopicState>,
 }
 
-/// A topic's state: the one discovery kept, or every contributor.
+/// A topic's state: the one discovery kept, or every contributor with the
+/// vote they add up to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 enum TopicState {
-    Best(Discovery),
-    All(BTreeMap<DiscoveryId, Discovery>),
+    Best(Arc<Discovery>),
+    All(Votes),
+}
+
+/// Every contributor of a topic, and per distinct payload its tally, kept
+/// up to date on insert so that finding the winner does not rescan the
+/// contributors. Tallies are integer sums and maxima, so they depend only
+/// on the set of contributors, never on the order they arrived in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Votes {
+    discoveries: BTreeMap<DiscoveryId, Arc<Discovery>>,
+    /// Sorted by payload; a topic has few distinct payloads.
+    tallies: Vec<(Payload, Tally)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Tally {
+    /// Samples of the payload's supporters.
+    votes: u64,
+    /// The newest supporter, which breaks ties between payloads.
+    newest: DiscoveryId,
+    /// The most confident supporter, which stands for the payload.
+    best: DiscoveryId,
+}
+
+impl Votes {
+    fn new(discovery: Arc<Discovery>) -> Votes {
+        let mut votes = Votes {
+            discoveries: BTreeMap::new(),
+            tallies: Vec::new(),
+        };
+        votes.insert(discovery);
+        votes
+    }
+
+    /// Adds a contributor; returns true if and only if it was not there.
+    fn insert(&mut self, discovery: Arc<Discovery>) -> bool {
+        let id = discovery.id();
+        if self.discoveries.contains_key(&id) {
+            return false;
+        }
+        let samples = u64::from(discovery.samples());
+        match self
+            .tallies
+            .binary_search_by(|(payload, _)| payload.cmp(discovery.payload()))
+        {
+            Ok(index) => {
+                let tally = &mut self.tallies[index].1;
+                tally.votes += samples;
+                tally.newest = tally.newest.max(id);
+                let best = &self.discoveries[&tally.best];
+                if precedence(Strategy::HighestConfidence, &discovery, best) == Ordering::Greater {
+                    tally.best = id;
+                }
+            }
+            Err(index) => {
+                let tally = Tally {
+                    votes: samples,
+                    newest: id,
+                    best: id,
+                };
+                self.tallies
+                    .insert(index, (discovery.payload().clone(), tally));
+            }
+        }
+        self.discoveries.insert(id, discovery);
+        true
+    }
+
+    /// The winning payload's tally: most votes, then newest supporter.
+    fn winner(&self) -> &Tally {
+        self.tallies
+            .iter()
+            .map(|(_, tally)| tally)
+            .max_by(|a, b| a.votes.cmp(&b.votes).then(a.newest.cmp(&b.newest)))
+            .expect("a topic's state holds at least one discovery")
+    }
 }
 
 impl Knowledge {
@@ -115,33 +192,32 @@ impl Knowledge {
         self.topics.is_empty()
     }
 
-    /// Adds one discovery.
-    pub fn insert(&mut self, discovery: Discovery) -> Insertion {
+    /// Adds one discovery. Knowledge shares discoveries: passing an
+    /// `Arc<Discovery>` that others hold costs no copy.
+    pub fn insert(&mut self, discovery: impl Into<Arc<Discovery>>) -> Insertion {
+        let discovery = discovery.into();
         let strategy = self.strategy;
-        match self.topics.entry(discovery.topic().clone()) {
-            MapEntry::Vacant(vacant) => {
-                let state = match strategy.keeps_all() {
-                    true => TopicState::All(BTreeMap::from([(discovery.id(), discovery)])),
-                    false => TopicState::Best(discovery),
-                };
-                vacant.insert(state);
-                Insertion {
-                    changed: true,
-                    conflicts: false,
-                    belief_changed: true,
-                }
-            }
-            MapEntry::Occupied(mut occupied) => {
-                let before = believed_payload(occupied.get()).clone();
-                let conflicts = *discovery.payload() != before;
-                let changed = join_one(strategy, occupied.get_mut(), discovery);
-                let belief_changed = *believed_payload(occupied.get()) != before;
-                Insertion {
-                    changed,
-                    conflicts,
-                    belief_changed,
-                }
-            }
+        let Some(state) = self.topics.get_mut(discovery.topic()) else {
+            let state = match strategy.keeps_all() {
+                true => TopicState::All(Votes::new(Arc::clone(&discovery))),
+                false => TopicState::Best(Arc::clone(&discovery)),
+            };
+            self.topics.insert(discovery.topic().clone(), state);
+            return Insertion {
+                changed: true,
+                conflicts: false,
+                belief_changed: true,
+            };
+        };
+
+        let before = believed(state);
+        let conflicts = discovery.payload() != before.payload();
+        let changed = join_one(strategy, state, discovery);
+        let belief_changed = changed && believed(state).payload() != before.payload();
+        Insertion {
+            changed,
+            conflicts,
+            belief_changed,
         }
     }
 
@@ -161,11 +237,11 @@ impl Knowledge {
                 }
                 MapEntry::Occupied(mut occupied) => match state {
                     TopicState::Best(discovery) => {
-                        join_one(self.strategy, occupied.get_mut(), discovery.clone());
+                        join_one(self.strategy, occupied.get_mut(), Arc::clone(discovery));
                     }
-                    TopicState::All(discoveries) => {
-                        for discovery in discoveries.values() {
-                            join_one(self.strategy, occupied.get_mut(), discovery.clone());
+                    TopicState::All(votes) => {
+                        for discovery in votes.discoveries.values() {
+                            join_one(self.strategy, occupied.get_mut(), Arc::clone(discovery));
                         }
                     }
                 },
@@ -193,8 +269,8 @@ impl Knowledge {
     pub fn discoveries(&self, topic: &Topic) -> Vec<&Discovery> {
         match self.topics.get(topic) {
             None => Vec::new(),
-            Some(TopicState::Best(discovery)) => vec![discovery],
-            Some(TopicState::All(discoveries)) => discoveries.values().collect(),
+            Some(TopicState::Best(discovery)) => vec![discovery.as_ref()],
+            Some(TopicState::All(votes)) => votes.discoveries.values().map(Arc::as_ref).collect(),
         }
     }
 }
@@ -211,7 +287,7 @@ pub struct StrategyMismatch {
 
 /// Joins one discovery into a topic's state; returns true if and only if the
 /// state changed.
-fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Discovery) -> bool {
+fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery>) -> bool {
     match state {
         TopicState::Best(best) => {
             let takes_over = precedence(strategy, &discovery, best) == Ordering::Greater;
@@ -220,13 +296,7 @@ fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Discovery) ->
             }
             takes_over
         }
-        TopicState::All(discoveries) => match discoveries.entry(discovery.id()) {
-            MapEntry::Vacant(vacant) => {
-                vacant.insert(discovery);
-                true
-            }
-            MapEntry::Occupied(_) => false,
-        },
+        TopicState::All(votes) => votes.insert(discovery),
     }
 }
 
@@ -243,10 +313,11 @@ fn precedence(strategy: Strategy, a: &Discovery, b: &Discovery) -> Ordering {
     }
 }
 
-fn believed_payload(state: &TopicState) -> &Payload {
+/// The discovery that stands for the topic's belief, shared.
+fn believed(state: &TopicState) -> Arc<Discovery> {
     match state {
-        TopicState::Best(discovery) => discovery.payload(),
-        TopicState::All(discoveries) => discoveries[&vote(discoveries).representative].payload(),
+        TopicState::Best(discovery) => Arc::clone(discovery),
+        TopicState::All(votes) => Arc::clone(&votes.discoveries[&votes.winner().best]),
     }
 }
 
@@ -260,11 +331,13 @@ fn resolve(strategy: Strategy, state: &TopicState) -> Belief {
             supporters: 1,
             representative: discovery.id(),
         },
-        TopicState::All(discoveries) => {
-            let tally = vote(discoveries);
-            let winner = &discoveries[&tally.representative];
+        TopicState::All(votes) => {
+            let tally = votes.winner();
+            let discoveries = &votes.discoveries;
+            let winner = &discoveries[&tally.best];
             let supporters: Vec<&Discovery> = discoveries
                 .values()
+                .map(Arc::as_ref)
                 .filter(|d| d.payload() == winner.payload())
                 .collect();
             let (confidence, success_rate) = match strategy {
@@ -298,40 +371,8 @@ fn resolve(strategy: Strategy, state: &TopicState) -> Belief {
                 success_rate,
                 samples: tally.votes,
                 supporters: supporters.len(),
-                representative: tally.representative,
+                representative: tally.best,
             }
         }
-    }
-}
-
-struct Tally {
-    /// Samples behind the winning payload.
-    votes: u64,
-    /// The most confident supporter of the winning payload.
-    representative: DiscoveryId,
-}
-
-/// Counts each distinct payload's votes (its supporters' samples) and picks
-/// the winner; ties go to the payload whose newest supporter is newer.
-fn vote(discoveries: &BTreeMap<DiscoveryId, Discovery>) -> Tally {
-    let mut tallies: BTreeMap<&Payload, (u64, DiscoveryId, &Discovery)> = BTreeMap::new();
-    for discovery in discoveries.values() {
-        let tally = tallies
-            .entry(discovery.payload())
-            .or_insert((0, discovery.id(), discovery));
-        tally.0 += u64::from(discovery.samples());
-        tally.1 = tally.1.max(discovery.id());
-        let more_confident = precedence(Strategy::HighestConfidence, discovery, tally.2);
-        if more_confident == Ordering::Greater {
-            tally.2 = discovery;
-        }
-    }
-    let (votes, _, representative) = tallies
-        .into_values()
-        .max_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)))
-        .expect("a topic's state holds at least one discovery");
-    Tally {
-        votes,
-        representative: representative.id(),
     }
 }

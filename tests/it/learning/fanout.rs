@@ -5,17 +5,17 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gymfleet::learning::fanout::{Delivery, FanOut, Published};
+use gymfleet::learning::fanout::{Content, FanOut, Published};
 use gymfleet::learning::{Discovery, DiscoveryId, Knowledge, Strategy, WorkerId};
 use tokio::time::Instant;
 
 use crate::learning::support::draft;
 
-fn batch(sequence: u64) -> Arc<[Discovery]> {
+fn batch(sequence: u64) -> Arc<[Arc<Discovery>]> {
     let discovery = draft()
         .finish(DiscoveryId { wall_ms: 0, worker: WorkerId(0), sequence })
         .expect("a valid discovery");
-    Arc::from(vec![discovery])
+    Arc::from(vec![Arc::new(discovery)])
 }
 
 fn snapshot() -> Arc<Knowledge> {
@@ -32,13 +32,11 @@ async fn every_subscriber_gets_the_batch_and_latency_is_recorded_on_the_last_ack
 
     tokio::time::advance(Duration::from_millis(2)).await;
     for subscription in &mut subscriptions[..2] {
-        let delivery = subscription.try_recv().expect("a delivery is waiting");
-        subscription.ack(delivery.sequence());
+        subscription.try_recv().expect("a delivery is waiting").ack();
     }
     assert_eq!(fanout.collect_acks(), 0, "one subscriber has not applied it yet");
     tokio::time::advance(Duration::from_millis(3)).await;
-    let last = subscriptions[2].try_recv().expect("a delivery is waiting");
-    subscriptions[2].ack(last.sequence());
+    subscriptions[2].try_recv().expect("a delivery is waiting").ack();
     assert_eq!(fanout.collect_acks(), 1);
     assert_eq!(fanout.latency().len(), 1);
     let latency = fanout.latency();
@@ -57,8 +55,7 @@ async fn a_full_subscriber_never_blocks_the_others_and_then_gets_a_snapshot() {
 
     let first = fanout.publish(batch(0), Instant::now(), snapshot);
     assert_eq!(first.delivered, 2);
-    let fast_delivery = fast.try_recv().expect("delivered");
-    fast.ack(fast_delivery.sequence());
+    fast.try_recv().expect("delivered").ack();
     // `slow` has not read its first delivery: its queue of one is full.
     let second = fanout.publish(batch(1), Instant::now(), snapshot);
     assert_eq!((second.delivered, second.lagging), (1, 1));
@@ -66,7 +63,8 @@ async fn a_full_subscriber_never_blocks_the_others_and_then_gets_a_snapshot() {
 
     // `slow` catches up on its backlog; the next publish sends it a
     // snapshot instead of what it missed.
-    assert!(matches!(slow.try_recv(), Some(Delivery::Batch { sequence: 0, .. })));
+    let backlog = slow.try_recv().expect("the first batch is queued");
+    assert!(matches!(backlog.content(), Content::Batch(_)) && backlog.sequence() == 0);
     let mut snapshots_taken = 0;
     let third = fanout.publish(batch(2), Instant::now(), || {
         snapshots_taken += 1;
@@ -74,7 +72,8 @@ async fn a_full_subscriber_never_blocks_the_others_and_then_gets_a_snapshot() {
     });
     assert_eq!((third.delivered, third.snapshots, third.lagging), (1, 1, 0));
     assert_eq!(snapshots_taken, 1);
-    assert!(matches!(slow.try_recv(), Some(Delivery::Snapshot { sequence: 2, .. })));
+    let caught_up = slow.try_recv().expect("the snapshot is queued");
+    assert!(matches!(caught_up.content(), Content::Snapshot(_)) && caught_up.sequence() == 2);
 }
 
 #[gymfleet_harness::test(start_paused)]
@@ -83,15 +82,42 @@ async fn a_subscriber_that_goes_away_is_forgotten_and_not_waited_for() {
     let mut staying = fanout.subscribe();
     let leaving = fanout.subscribe();
     fanout.publish(batch(0), Instant::now(), snapshot);
+    // Dropping the subscription drops its queued delivery unapplied.
     drop(leaving);
 
     let published = fanout.publish(batch(1), Instant::now(), snapshot);
     assert_eq!((published.delivered, published.gone), (1, 1));
     assert_eq!(fanout.subscribers(), 1);
-    for _ in 0..2 {
-        let delivery = staying.try_recv().expect("delivered");
-        staying.ack(delivery.sequence());
+    while let Some(delivery) = staying.try_recv() {
+        delivery.ack();
     }
     assert_eq!(fanout.collect_acks(), 2, "batch 0 no longer waits for the subscriber that left");
     assert_eq!(fanout.outstanding(), 0);
+    assert_eq!(fanout.abandoned(), 1, "batch 0 was not applied everywhere");
+    assert_eq!(fanout.latency().len(), 1, "only batch 1 has a propagation latency");
+}
+
+#[gymfleet_harness::test]
+async fn waiting_for_acknowledgements_wakes_on_the_last_one() {
+    let mut fanout = FanOut::new(4);
+    let mut subscriptions: Vec<_> = (0..8).map(|_| fanout.subscribe()).collect();
+    fanout.publish(batch(0), Instant::now(), snapshot);
+    let appliers: Vec<_> = subscriptions
+        .drain(..)
+        .map(|mut subscription| {
+            tokio::spawn(async move {
+                if let Some(delivery) = subscription.recv().await {
+                    delivery.ack();
+                }
+            })
+        })
+        .collect();
+    let mut n_completed = 0;
+    while n_completed == 0 {
+        n_completed = fanout.wait_for_acks(Duration::from_secs(10)).await;
+    }
+    assert_eq!(fanout.latency().len(), 1);
+    for applier in appliers {
+        applier.await.expect("an applier ends");
+    }
 }

@@ -210,10 +210,21 @@ impl Knowledge {
             };
         };
 
-        let before = believed(state);
-        let conflicts = discovery.payload() != before.payload();
+        // Compared by reference: cloning the shared discoveries would make
+        // every replica touch the same reference counts.
+        let conflicts = discovery.payload() != believed(state).payload();
+        let before = believed(state).id();
         let changed = join_one(strategy, state, discovery);
-        let belief_changed = changed && believed(state).payload() != before.payload();
+        let belief_changed = match &*state {
+            // The kept discovery is the new one; its payload differs from
+            // the one it replaced if and only if it conflicted.
+            TopicState::Best(_) => changed && conflicts,
+            TopicState::All(votes) => {
+                let after = votes.winner().best;
+                let payload = |id: DiscoveryId| votes.discoveries[&id].payload();
+                after != before && payload(after) != payload(before)
+            }
+        };
         Insertion {
             changed,
             conflicts,
@@ -313,11 +324,11 @@ fn precedence(strategy: Strategy, a: &Discovery, b: &Discovery) -> Ordering {
     }
 }
 
-/// The discovery that stands for the topic's belief, shared.
-fn believed(state: &TopicState) -> Arc<Discovery> {
+/// The discovery that stands for the topic's belief.
+fn believed(state: &TopicState) -> &Discovery {
     match state {
-        TopicState::Best(discovery) => Arc::clone(discovery),
-        TopicState::All(votes) => Arc::clone(&votes.discoveries[&votes.winner().best]),
+        TopicState::Best(discovery) => discovery,
+        TopicState::All(votes) => &votes.discoveries[&votes.winner().best],
     }
 }
 

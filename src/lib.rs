@@ -6,5 +6,6 @@
 
 #![forbid(unsafe_code)]
 
+pub mod coordinator;
 pub mod gym;
 pub mod learning;

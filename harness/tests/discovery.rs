@@ -5,38 +5,8 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::path::Path;
 
-use support::{Invocation, Run, cargo, copy_fixture, harness_binary};
-
-/// Lists the `harness-suite` binary of `workspace` with extra arguments.
-fn list(workspace: &Path, extra: &[&str]) -> (Run, BTreeSet<String>) {
-    let mut args = vec![
-        "test",
-        "-q",
-        "-p",
-        "harness-suite",
-        "--test",
-        "it",
-        "--",
-        "--list",
-        "--format",
-        "terse",
-    ];
-    args.extend(extra);
-    let run = Invocation::cargo(workspace, &args).run();
-    run.assert_success();
-    let names = run
-        .stdout
-        .lines()
-        .map(|line| {
-            line.strip_suffix(": test")
-                .unwrap_or_else(|| panic!("not a test line: {line:?}"))
-        })
-        .map(str::to_owned)
-        .collect();
-    (run, names)
-}
+use support::{Invocation, cargo, copy_fixture, harness_binary, list};
 
 fn names(expected: &[&str]) -> BTreeSet<String> {
     expected.iter().map(|name| (*name).to_owned()).collect()

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -228,4 +229,33 @@ fn copy_tree(from: &Path, to: &Path) {
             std::fs::copy(entry.path(), &target).expect("the fixture file can be copied");
         }
     }
+}
+
+/// Lists the `harness-suite` binary of `workspace` with extra arguments.
+pub fn list(workspace: &Path, extra: &[&str]) -> (Run, BTreeSet<String>) {
+    let mut args = vec![
+        "test",
+        "-q",
+        "-p",
+        "harness-suite",
+        "--test",
+        "it",
+        "--",
+        "--list",
+        "--format",
+        "terse",
+    ];
+    args.extend(extra);
+    let run = Invocation::cargo(workspace, &args).run();
+    run.assert_success();
+    let names = run
+        .stdout
+        .lines()
+        .map(|line| {
+            line.strip_suffix(": test")
+                .unwrap_or_else(|| panic!("not a test line: {line:?}"))
+        })
+        .map(str::to_owned)
+        .collect();
+    (run, names)
 }

@@ -1,8 +1,13 @@
 //! The coordinator: experiments on a fleet of gym servers.
 //!
-//! For now it holds `script`, the input language experiments are written
-//! in.
+//! `script` is the input language experiments are written in;
+//! `experiment` holds an experiment, its outcome, and the discoveries an
+//! outcome shows; `worker` runs experiments on one server.
 
+pub mod experiment;
 pub mod script;
+pub mod worker;
 
+pub use experiment::{Experiment, ExperimentId, Observation, Outcome, StartState};
 pub use script::{Script, ScriptError, Step};
+pub use worker::{StartError, Worker};

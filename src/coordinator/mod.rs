@@ -6,8 +6,10 @@
 
 pub mod experiment;
 pub mod script;
+pub mod store;
 pub mod worker;
 
 pub use experiment::{Experiment, ExperimentId, Observation, Outcome, StartState};
 pub use script::{Script, ScriptError, Step};
+pub use store::{Store, StoreError};
 pub use worker::{StartError, Worker};

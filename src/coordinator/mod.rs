@@ -2,14 +2,17 @@
 //!
 //! `script` is the input language experiments are written in;
 //! `experiment` holds an experiment, its outcome, and the discoveries an
-//! outcome shows; `worker` runs experiments on one server.
+//! outcome shows; `worker` runs experiments on one server; `strategy`
+//! proposes what to try next; `store` keeps what was accepted.
 
 pub mod experiment;
 pub mod script;
 pub mod store;
+pub mod strategy;
 pub mod worker;
 
 pub use experiment::{Experiment, ExperimentId, Observation, Outcome, StartState};
 pub use script::{Script, ScriptError, Step};
 pub use store::{Store, StoreError};
+pub use strategy::{Checkpoint, Explorer, Proposal, Situation, Strategy};
 pub use worker::{StartError, Worker};

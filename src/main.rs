@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use gymfleet::gym::sim::{Faults, LatencyModel, SimConfig, SimServer};
 use tracing_subscriber::EnvFilter;
 
@@ -19,8 +19,53 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Runs the coordinator on a fleet (the default command).
+    Run(RunArgs),
     /// Serves simulated Pokemon Gym servers until Ctrl-C.
     Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// Drive these Pokemon Gym servers (`http://host:port`, repeatable)
+    /// instead of starting simulated ones.
+    #[arg(long = "gym", value_name = "URL")]
+    gyms: Vec<String>,
+    /// Simulated servers to start, one worker each (ignored with `--gym`).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// The longest the run goes on: `30s`, `2m`, `500ms`.
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    duration: Duration,
+    /// Seeds the simulated servers' world (one world, as every real server
+    /// runs the same ROM).
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Where accepted discoveries and progress are kept; a later run
+    /// resumes from them.
+    #[arg(long, default_value = "gymfleet-data")]
+    data_dir: std::path::PathBuf,
+    /// How conflicting discoveries are resolved.
+    #[arg(long, value_enum, default_value_t = Resolution::WeightedMerge)]
+    strategy: Resolution,
+    /// How long the simulated servers take to answer.
+    #[arg(long, value_enum, default_value_t = Latency::Zero)]
+    latency: Latency,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Resolution {
+    /// The most confident discovery wins.
+    HighestConfidence,
+    /// The newest discovery wins.
+    LatestWins,
+    /// A vote weighted by samples.
+    Consensus,
+    /// The consensus answer with sample-weighted confidence.
+    WeightedMerge,
 }
 
 #[derive(Debug, Args)]
@@ -77,11 +122,14 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
 
-    let result = match cli.command {
-        Some(Command::Serve(args)) => serve(args),
-        // The coordinator's `run` is not built yet, so a bare invocation
-        // shows what the command line offers instead of failing.
-        None => Cli::command().print_help().context("cannot print help"),
+    let command = cli.command.unwrap_or_else(|| {
+        // A bare invocation is `run` with every default.
+        let defaults = Cli::parse_from(["gymfleet", "run"]);
+        defaults.command.expect("`run` parses")
+    });
+    let result = match command {
+        Command::Run(args) => run(args),
+        Command::Serve(args) => serve(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -148,6 +196,102 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("stopped");
         Ok(())
     })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    use gymfleet::coordinator::{Explorer, RunConfig};
+    use gymfleet::gym::{ClientConfig, GymClient};
+
+    // Refuse a bad URL before starting anything.
+    let mut clients = Vec::new();
+    for url in &args.gyms {
+        clients.push(GymClient::new(url, ClientConfig::default()).context("`--gym`")?);
+    }
+    let latency = match args.latency {
+        Latency::Zero => LatencyModel::ZERO,
+        Latency::Headless => LatencyModel::HEADLESS,
+        Latency::Windowed => LatencyModel::WINDOWED,
+    };
+    let config = RunConfig {
+        duration: args.duration,
+        data_dir: args.data_dir.clone(),
+        resolution: match args.strategy {
+            Resolution::HighestConfidence => gymfleet::learning::Strategy::HighestConfidence,
+            Resolution::LatestWins => gymfleet::learning::Strategy::LatestWins,
+            Resolution::Consensus => gymfleet::learning::Strategy::Consensus,
+            Resolution::WeightedMerge => gymfleet::learning::Strategy::WeightedMerge,
+        },
+        ..RunConfig::default()
+    };
+
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime.block_on(async {
+        // Listen for Ctrl-C before anything starts, so that an early one
+        // stops the run cleanly instead of killing the process.
+        let interrupted = interrupt_signal()?;
+        let mut servers = Vec::new();
+        if clients.is_empty() {
+            for _ in 0..args.workers {
+                let sim_config = SimConfig {
+                    seed: args.seed,
+                    latency,
+                    faults: Faults::default(),
+                };
+                let server =
+                    SimServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), sim_config).await?;
+                clients.push(GymClient::new(&server.url(), ClientConfig::default())?);
+                servers.push(server);
+            }
+        }
+        tracing::info!(servers = clients.len(), "run started; press Ctrl-C to stop");
+        let report =
+            gymfleet::coordinator::run(clients, config, Box::new(Explorer::default()), interrupted)
+                .await?;
+        for server in servers {
+            server
+                .shutdown()
+                .await
+                .context("a simulated server did not stop cleanly")?;
+        }
+        anyhow::Ok(report)
+    })?;
+
+    match args.json {
+        true => println!("{}", serde_json::to_string_pretty(&report)?),
+        false => print!("{}", gymfleet::coordinator::run::render(&report)),
+    }
+    Ok(())
+}
+
+/// Completes on the first Ctrl-C; the handler is in place when this
+/// returns.
+fn interrupt_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot listen for Ctrl-C")?;
+    Ok(async move {
+        interrupt.recv().await;
+    })
+}
+
+/// Parses `500ms`, `30s`, `2m`.
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration such as `30s`"))?;
+    let duration = match unit {
+        "ms" => Duration::from_millis(value),
+        "s" | "" => Duration::from_secs(value),
+        "m" => Duration::from_secs(value * 60),
+        _ => return Err(format!("`{text}`: the unit must be `ms`, `s` or `m`")),
+    };
+    match duration.is_zero() {
+        true => Err("the duration must be longer than zero".to_owned()),
+        false => Ok(duration),
+    }
 }
 
 /// Parses a probability in [0, 1].

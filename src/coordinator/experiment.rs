@@ -48,6 +48,8 @@ pub struct Observation {
     pub valid_moves: Vec<Direction>,
     /// The text on screen.
     pub dialog: Option<String>,
+    /// Badges earned so far; earning one is the run's goal.
+    pub badges: usize,
 }
 
 impl From<&GameState> for Observation {
@@ -57,6 +59,7 @@ impl From<&GameState> for Observation {
             position: state.coordinates,
             valid_moves: state.valid_moves.clone(),
             dialog: state.dialog.clone(),
+            badges: state.badges.len(),
         }
     }
 }
@@ -93,6 +96,14 @@ impl Outcome {
         self.observations.last().unwrap_or(&self.start)
     }
 
+    /// How many steps it took to earn a new badge, if one was earned.
+    pub fn steps_to_goal(&self) -> Option<usize> {
+        self.observations
+            .iter()
+            .position(|observation| observation.badges > self.start.badges)
+            .map(|index| index + 1)
+    }
+
     /// Wild encounters met.
     pub fn encounters(&self) -> usize {
         self.observations
@@ -103,7 +114,8 @@ impl Outcome {
 
     /// Turns what the experiment showed into discovery drafts: each tile
     /// walked onto is walkable, each tile bumped into is blocked, and the
-    /// whole walk is a route from start to end with its frame cost.
+    /// whole walk is a route from start to end with its frame cost. A step
+    /// that lands on another map shows a door.
     pub fn discoveries(&self) -> Vec<DiscoveryDraft> {
         let mut drafts = Vec::new();
         let mut before = &self.start;
@@ -112,21 +124,40 @@ impl Outcome {
                 Step::Press(key) => key.direction(),
                 Step::Wait(_) => None,
             };
-            let same_map = before.location == after.location;
-            if let (Some(direction), true) = (direction, same_map) {
+            if let Some(direction) = direction {
                 let target = before.position.step(direction);
                 let topic = Topic::tile(&before.location, target.x, target.y);
-                let blocked = after.position == before.position && after.dialog.is_none();
-                let moved = after.position == target;
-                if blocked || moved {
-                    drafts.push(observation_draft(
-                        topic,
-                        Payload::Tile { blocked },
-                        Priority::Normal,
-                    ));
+                let payload = match before.location == after.location {
+                    // A step that changed maps found a door; every worker
+                    // should know where it leads.
+                    false => Some(Payload::Door {
+                        to: after.location.clone(),
+                    }),
+                    true if after.position == target => Some(Payload::Tile { blocked: false }),
+                    true if after.position == before.position && after.dialog.is_none() => {
+                        Some(Payload::Tile { blocked: true })
+                    }
+                    true => None,
+                };
+                if let Some(payload) = payload {
+                    let priority = match payload {
+                        Payload::Door { .. } => Priority::High,
+                        _ => Priority::Normal,
+                    };
+                    drafts.push(observation_draft(topic, payload, priority));
                 }
             }
             before = after;
+        }
+
+        if let Some(steps) = self.steps_to_goal() {
+            let goal = &self.observations[steps - 1];
+            let place = Payload::Place {
+                map: goal.location.clone(),
+                x: goal.position.x,
+                y: goal.position.y,
+            };
+            drafts.push(observation_draft(Topic::goal(), place, Priority::Critical));
         }
 
         let end = self.end();

@@ -6,12 +6,14 @@
 //! proposes what to try next; `store` keeps what was accepted.
 
 pub mod experiment;
+pub mod run;
 pub mod script;
 pub mod store;
 pub mod strategy;
 pub mod worker;
 
 pub use experiment::{Experiment, ExperimentId, Observation, Outcome, StartState};
+pub use run::{Report, RunConfig, RunError, run};
 pub use script::{Script, ScriptError, Step};
 pub use store::{Store, StoreError};
 pub use strategy::{Checkpoint, Explorer, Proposal, Situation, Strategy};

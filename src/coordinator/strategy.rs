@@ -12,7 +12,8 @@ use crate::coordinator::script::Script;
 use crate::gym::wire::{Direction, Position};
 use crate::learning::{Kind, Knowledge, Payload, WorkerId};
 
-/// A save state the fleet made, and where it stands.
+/// A save state a worker made, and where it stands. Save states live on
+/// the server that made them, so only that worker can start from one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Checkpoint {
     /// The state's name on the server, for `StartState::Saved`.
@@ -21,7 +22,8 @@ pub struct Checkpoint {
     pub location: String,
     /// The tile it stands on.
     pub position: Position,
-    /// Maps visited before reaching it, counting its own.
+    /// Distinct maps visited on the way from a fresh game, its own
+    /// included: how far into the world it is.
     pub depth: usize,
 }
 
@@ -34,7 +36,7 @@ pub struct Situation<'a> {
     pub experiment: ExperimentId,
     /// What the fleet believes.
     pub knowledge: &'a Knowledge,
-    /// Save states to start from, newest last.
+    /// The worker's save states to start from, newest last.
     pub checkpoints: &'a [Checkpoint],
     /// Tiles other workers are heading for, to spread the fleet out.
     pub claimed: &'a BTreeSet<(String, Position)>,
@@ -83,6 +85,24 @@ impl Default for Explorer {
 impl Strategy for Explorer {
     fn propose(&mut self, situation: Situation<'_>) -> Proposal {
         let tiles = known_tiles(situation.knowledge);
+
+        // A known goal is walked to, through the doors that lead to its
+        // map: this is how known routes are reused.
+        let goal = known_goal(situation.knowledge);
+        if let (Some(goal), Some(checkpoint)) = (goal, situation.checkpoints.last())
+            && let Some(directions) =
+                plan_towards_goal(&tiles, checkpoint, &goal, self.max_steps * 4)
+        {
+            return Proposal {
+                experiment: Experiment {
+                    id: situation.experiment,
+                    start: StartState::Saved(checkpoint.state_file.clone()),
+                    script: script_of(&directions),
+                },
+                target: None,
+            };
+        }
+
         let mut starts: Vec<&Checkpoint> = situation.checkpoints.iter().collect();
         // Deepest first, newest first among equals.
         starts.reverse();
@@ -109,8 +129,28 @@ impl Strategy for Explorer {
             }
         }
 
-        // Nothing left to learn within reach: wander from the start, a
-        // different way each time.
+        // Nothing left to learn on these maps: go through the door to the
+        // map least known, from the newest checkpoint.
+        if let Some(checkpoint) = situation.checkpoints.last() {
+            let through_door = plan_to_door(
+                &tiles,
+                &checkpoint.location,
+                checkpoint.position,
+                self.max_steps * 2,
+            );
+            if let Some(directions) = through_door {
+                return Proposal {
+                    experiment: Experiment {
+                        id: situation.experiment,
+                        start: StartState::Saved(checkpoint.state_file.clone()),
+                        script: script_of(&directions),
+                    },
+                    target: None,
+                };
+            }
+        }
+
+        // Nothing known to go to: wander, a different way each time.
         self.wander_turn += 1;
         let directions = [
             Direction::Right,
@@ -136,8 +176,17 @@ impl Strategy for Explorer {
     }
 }
 
-/// Per map, the tiles believed blocked (`true`) or walkable (`false`).
-type Tiles = HashMap<String, HashMap<Position, bool>>;
+/// Per map, the tiles whose nature is known.
+type Tiles = HashMap<String, HashMap<Position, Known>>;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Known {
+    Walkable,
+    Blocked,
+    /// Walking onto it leaves the map, for the named one; walks never pass
+    /// through it.
+    Door(String),
+}
 
 fn known_tiles(knowledge: &Knowledge) -> Tiles {
     let mut tiles: Tiles = HashMap::new();
@@ -145,8 +194,11 @@ fn known_tiles(knowledge: &Knowledge) -> Tiles {
         if topic.kind != Kind::TILE {
             continue;
         }
-        let Payload::Tile { blocked } = belief.payload else {
-            continue;
+        let known = match belief.payload {
+            Payload::Tile { blocked: false } => Known::Walkable,
+            Payload::Tile { blocked: true } => Known::Blocked,
+            Payload::Door { to } => Known::Door(to),
+            _ => continue,
         };
         let Some((map, position)) = parse_tile_key(&topic.key) else {
             continue;
@@ -154,33 +206,83 @@ fn known_tiles(knowledge: &Knowledge) -> Tiles {
         tiles
             .entry(map.to_owned())
             .or_default()
-            .insert(position, blocked);
+            .insert(position, known);
     }
     tiles
 }
 
-/// Reads `MAP@x,y`.
-fn parse_tile_key(key: &str) -> Option<(&str, Position)> {
-    let (map, coordinates) = key.rsplit_once('@')?;
-    let (x, y) = coordinates.split_once(',')?;
-    Some((
-        map,
-        Position {
-            x: x.parse().ok()?,
-            y: y.parse().ok()?,
-        },
-    ))
+/// The goal's map and tile, if any worker has reached it.
+fn known_goal(knowledge: &Knowledge) -> Option<(String, Position)> {
+    match knowledge.belief(&crate::learning::Topic::goal())?.payload {
+        Payload::Place { map, x, y } => Some((map, Position { x, y })),
+        _ => None,
+    }
 }
 
-/// The shortest walk over known-walkable tiles from `from` to a tile next
-/// to an unknown, unclaimed one, ending with the step into it.
-fn plan_to_frontier(
+/// A walk from `checkpoint` onto the goal if it is on the same map, or
+/// through the door that starts the shortest chain of known doors to the
+/// goal's map.
+fn plan_towards_goal(
+    tiles: &Tiles,
+    checkpoint: &Checkpoint,
+    goal: &(String, Position),
+    max_steps: usize,
+) -> Option<Vec<Direction>> {
+    let (goal_map, goal_position) = goal;
+    if checkpoint.location == *goal_map {
+        return walk(
+            tiles,
+            goal_map,
+            checkpoint.position,
+            max_steps,
+            |position, known| {
+                position == *goal_position && matches!(known, Some(Known::Walkable) | None)
+            },
+        );
+    }
+
+    // The next map on the shortest chain of known doors to the goal's map.
+    let mut previous: BTreeMap<&str, &str> = BTreeMap::new();
+    let mut queue = VecDeque::from([checkpoint.location.as_str()]);
+    while let Some(map) = queue.pop_front() {
+        if map == goal_map {
+            break;
+        }
+        for known in tiles.get(map).into_iter().flat_map(HashMap::values) {
+            if let Known::Door(to) = known
+                && to != &checkpoint.location
+                && !previous.contains_key(to.as_str())
+            {
+                previous.insert(to, map);
+                queue.push_back(to);
+            }
+        }
+    }
+    let mut next = goal_map.as_str();
+    while let Some(before) = previous.get(next) {
+        if *before == checkpoint.location {
+            return walk(
+                tiles,
+                &checkpoint.location,
+                checkpoint.position,
+                max_steps,
+                |_, known| matches!(known, Some(Known::Door(to)) if to == next),
+            );
+        }
+        next = before;
+    }
+    None
+}
+
+/// The shortest walk over known-walkable tiles from `from` whose last step
+/// enters a tile `is_target` accepts.
+fn walk(
     tiles: &Tiles,
     map: &str,
     from: Position,
-    claimed: &BTreeSet<(String, Position)>,
     max_steps: usize,
-) -> Option<(Vec<Direction>, Position)> {
+    is_target: impl Fn(Position, Option<&Known>) -> bool,
+) -> Option<Vec<Direction>> {
     let empty = HashMap::new();
     let known = tiles.get(map).unwrap_or(&empty);
     let mut previous: BTreeMap<Position, (Position, Direction)> = BTreeMap::new();
@@ -200,27 +302,107 @@ fn plan_to_frontier(
             if !seen.insert(next) {
                 continue;
             }
-            match known.get(&next) {
-                None if !claimed.contains(&(map.to_owned(), next)) => {
-                    let mut walk = vec![direction];
-                    let mut cursor = position;
-                    while let Some((before, step)) = previous.get(&cursor) {
-                        walk.push(*step);
-                        cursor = *before;
-                    }
-                    walk.reverse();
-                    return Some((walk, next));
+            if is_target(next, known.get(&next)) {
+                let mut directions = vec![direction];
+                let mut cursor = position;
+                while let Some((before, step)) = previous.get(&cursor) {
+                    directions.push(*step);
+                    cursor = *before;
                 }
-                Some(false) => {
-                    previous.insert(next, (position, direction));
-                    queue.push_back((next, distance + 1));
-                }
-                // Known walls, and unknown tiles another worker claimed.
-                _ => {}
+                directions.reverse();
+                return Some(directions);
+            }
+            if known.get(&next) == Some(&Known::Walkable) {
+                previous.insert(next, (position, direction));
+                queue.push_back((next, distance + 1));
             }
         }
     }
     None
+}
+
+/// Reads `MAP@x,y`.
+fn parse_tile_key(key: &str) -> Option<(&str, Position)> {
+    let (map, coordinates) = key.rsplit_once('@')?;
+    let (x, y) = coordinates.split_once(',')?;
+    Some((
+        map,
+        Position {
+            x: x.parse().ok()?,
+            y: y.parse().ok()?,
+        },
+    ))
+}
+
+/// The shortest walk over known-walkable tiles from `from` through a door
+/// to another map, preferring the map with the fewest known tiles.
+fn plan_to_door(
+    tiles: &Tiles,
+    map: &str,
+    from: Position,
+    max_steps: usize,
+) -> Option<Vec<Direction>> {
+    let empty = HashMap::new();
+    let known = tiles.get(map).unwrap_or(&empty);
+    let mut previous: BTreeMap<Position, (Position, Direction)> = BTreeMap::new();
+    let mut queue = VecDeque::from([(from, 0usize)]);
+    let mut seen = BTreeSet::from([from]);
+    let mut best: Option<(usize, Vec<Direction>)> = None;
+    while let Some((position, distance)) = queue.pop_front() {
+        if distance >= max_steps {
+            continue;
+        }
+        for direction in [
+            Direction::Up,
+            Direction::Down,
+            Direction::Left,
+            Direction::Right,
+        ] {
+            let next = position.step(direction);
+            if !seen.insert(next) {
+                continue;
+            }
+            match known.get(&next) {
+                Some(Known::Door(to)) if to != map => {
+                    let n_known = tiles.get(to).map_or(0, HashMap::len);
+                    if best.as_ref().is_none_or(|(fewest, _)| n_known < *fewest) {
+                        let mut walk = vec![direction];
+                        let mut cursor = position;
+                        while let Some((before, step)) = previous.get(&cursor) {
+                            walk.push(*step);
+                            cursor = *before;
+                        }
+                        walk.reverse();
+                        best = Some((n_known, walk));
+                    }
+                }
+                Some(Known::Walkable) => {
+                    previous.insert(next, (position, direction));
+                    queue.push_back((next, distance + 1));
+                }
+                _ => {}
+            }
+        }
+    }
+    best.map(|(_, walk)| walk)
+}
+
+/// The shortest walk over known-walkable tiles from `from` to a tile next
+/// to an unknown, unclaimed one, ending with the step into it.
+fn plan_to_frontier(
+    tiles: &Tiles,
+    map: &str,
+    from: Position,
+    claimed: &BTreeSet<(String, Position)>,
+    max_steps: usize,
+) -> Option<(Vec<Direction>, Position)> {
+    let directions = walk(tiles, map, from, max_steps, |position, known| {
+        known.is_none() && !claimed.contains(&(map.to_owned(), position))
+    })?;
+    let target = directions
+        .iter()
+        .fold(from, |position, direction| position.step(*direction));
+    Some((directions, target))
 }
 
 fn script_of(directions: &[Direction]) -> Script {

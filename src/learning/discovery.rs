@@ -74,6 +74,8 @@ impl Kind {
     pub const BATTLE: Kind = Kind(Cow::Borrowed("battle"));
     /// What wild encounters cost somewhere.
     pub const ENCOUNTER: Kind = Kind(Cow::Borrowed("encounter"));
+    /// Where the run's goal is.
+    pub const GOAL: Kind = Kind(Cow::Borrowed("goal"));
 
     /// A kind by name; `None` if the name is empty.
     pub fn new(name: impl Into<String>) -> Option<Kind> {
@@ -112,6 +114,14 @@ impl Topic {
         }
     }
 
+    /// Where the run's goal was reached.
+    pub fn goal() -> Topic {
+        Topic {
+            kind: Kind::GOAL,
+            key: "badge".to_owned(),
+        }
+    }
+
     /// How to get from one point to another.
     pub fn route(from: (&str, i32, i32), to: (&str, i32, i32)) -> Topic {
         let key = format!(
@@ -147,6 +157,20 @@ pub enum Payload {
     Tile {
         /// Whether it blocks.
         blocked: bool,
+    },
+    /// A place: a map and a tile on it.
+    Place {
+        /// The map.
+        map: String,
+        /// Column.
+        x: i32,
+        /// Row.
+        y: i32,
+    },
+    /// Walking onto a tile warps to another map.
+    Door {
+        /// The map it leads to.
+        to: String,
     },
     /// What encounters cost in an area, in frames.
     Encounter {

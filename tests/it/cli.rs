@@ -11,12 +11,96 @@ fn gymfleet(args: &[&str]) -> anyhow::Result<Output> {
         .context("cannot start the gymfleet binary")
 }
 
+/// A fresh working directory for one test, so that the default data
+/// directory never lands in the repository.
+fn scratch(name: &str) -> std::path::PathBuf {
+    let directory = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("cli")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    std::fs::create_dir_all(&directory).expect("the scratch directory can be created");
+    directory
+}
+
 #[gymfleet_harness::test]
-fn bare_invocation_prints_usage_and_succeeds() -> anyhow::Result<()> {
-    let output = gymfleet(&[])?;
+fn bare_invocation_runs_the_main_job_to_the_goal() -> anyhow::Result<()> {
+    let directory = scratch("bare");
+    let output = Command::new(env!("CARGO_BIN_EXE_gymfleet"))
+        .current_dir(&directory)
+        .output()
+        .context("cannot start the gymfleet binary")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    ensure!(output.status.success(), "exit status {}: {}", output.status, String::from_utf8_lossy(&output.stderr));
+    ensure!(stdout.starts_with("run ended: goal reached"), "{stdout}");
+    for line in ["experiments", "discoveries", "propagation", "server 127.0.0.1:", "  action"] {
+        ensure!(stdout.contains(line), "the report has no {line:?} line: {stdout}");
+    }
+    ensure!(directory.join("gymfleet-data/gymfleet.redb").is_file(), "no store in the default data directory");
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+fn run_prints_its_report_as_json() -> anyhow::Result<()> {
+    let directory = scratch("json");
+    let output = Command::new(env!("CARGO_BIN_EXE_gymfleet"))
+        .current_dir(&directory)
+        .args(["run", "--workers", "2", "--json", "--strategy", "consensus"])
+        .output()?;
+    ensure!(output.status.success(), "exit status {}", output.status);
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).context("the report is not JSON")?;
+    ensure!(report["goal_reached"] == true, "{report}");
+    ensure!(report["servers"].as_array().map(Vec::len) == Some(2), "{report}");
+    ensure!(report["propagation_us"]["p99"].is_u64(), "{report}");
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+fn run_refuses_invalid_options_by_name() -> anyhow::Result<()> {
+    for (args, needle, code) in [
+        (&["run", "--gym", "ftp://127.0.0.1:1"][..], "`--gym`", 1),
+        (&["run", "--gym", "http://127.0.0.1:0"][..], "port 0", 1),
+        (&["run", "--duration", "0s"][..], "longer than zero", 2),
+        (&["run", "--duration", "ten"][..], "--duration", 2),
+        (&["run", "--workers", "0"][..], "--workers", 2),
+        (&["run", "--strategy", "coin-flip"][..], "--strategy", 2),
+    ] {
+        let output = gymfleet(args)?;
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        ensure!(output.status.code() == Some(code), "{args:?}: exit status {}: {stderr}", output.status);
+        ensure!(stderr.contains(needle), "{args:?}: the error does not say {needle:?}: {stderr}");
+    }
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+async fn ctrl_c_stops_a_run_cleanly_and_still_prints_the_report() -> anyhow::Result<()> {
+    use tokio::io::AsyncReadExt as _;
+
+    let directory = scratch("ctrl-c");
+    // Windowed latency makes the run far longer than the test.
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gymfleet"))
+        .current_dir(&directory)
+        .args(["run", "--latency", "windowed", "--duration", "10m"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    // The run listens for Ctrl-C once it says so on stderr.
+    let mut stderr = child.stderr.take().context("no stderr")?;
+    let mut seen = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !String::from_utf8_lossy(&seen).contains("press Ctrl-C to stop") {
+        let n_read = stderr.read(&mut buffer).await?;
+        ensure!(n_read > 0, "the run ended before it started: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buffer[..n_read]);
+    }
+    let pid = child.id().context("the run already exited")?;
+    ensure!(std::process::Command::new("kill").args(["-INT", &pid.to_string()]).status()?.success());
+    let output = child.wait_with_output().await?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     ensure!(output.status.success(), "exit status {}", output.status);
-    ensure!(stdout.contains("Usage: gymfleet"), "no usage line in stdout: {stdout}");
+    ensure!(stdout.starts_with("run ended: stopped by the user"), "{stdout}");
     Ok(())
 }
 

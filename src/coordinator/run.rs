@@ -1,0 +1,691 @@
+//! A run: the coordinator loop over a fleet of servers.
+//!
+//! # Design
+//!
+//! One task, the coordinator, owns all run state: knowledge, the
+//! propagation queue, the fan-out, the store, checkpoints, claims and the
+//! report. Every worker has two tasks of its own: an executor that runs the
+//! experiments the coordinator sends it (one at a time, through a channel
+//! of one) and saves a checkpoint after each, and a replica that applies
+//! the batches the fan-out delivers to the worker's own copy of the
+//! knowledge and acknowledges them.
+//!
+//! The coordinator is one `select!` over a closed set of events: a worker
+//! finished an experiment, a timer tick (propagation deadlines, the time
+//! limit, parked workers), and shutdown. Nothing it waits on is unbounded:
+//! the store is written on a blocking thread and awaited, sends to workers
+//! are `try_send` on an idle worker's empty channel, and shutdown waits for
+//! in-flight experiments at most `drain_timeout`.
+//!
+//! A discovery is accepted once the store has made it durable; only then
+//! does it enter knowledge and the propagation queue.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::coordinator::experiment::{Experiment, ExperimentId, Outcome, StartState};
+use crate::coordinator::store::{Store, StoreError};
+use crate::coordinator::strategy::{Checkpoint, Situation, Strategy};
+use crate::coordinator::worker::{StartError, Worker};
+use crate::gym::GymClient;
+use crate::gym::breaker::BreakerState;
+use crate::gym::wire::{Endpoint, Position};
+use crate::learning::fanout::{Content, FanOut};
+use crate::learning::{Discovery, DiscoveryId, Knowledge, Load, Policy, Propagation, WorkerId};
+
+/// Checkpoints kept per worker; older ones are forgotten.
+const MAX_CHECKPOINTS: usize = 32;
+
+/// How a run is shaped.
+#[derive(Debug, Clone)]
+pub struct RunConfig {
+    /// The longest the run goes on.
+    pub duration: Duration,
+    /// Where the store lives.
+    pub data_dir: PathBuf,
+    /// How conflicting discoveries are resolved.
+    pub resolution: crate::learning::Strategy,
+    /// When accepted discoveries go out to the workers.
+    pub policy: Policy,
+    /// How long a worker whose server failed waits before trying again.
+    pub park: Duration,
+    /// Failures in a row after which a server counts as dead.
+    pub max_failures: u32,
+    /// How long shutdown waits for experiments in flight.
+    pub drain_timeout: Duration,
+}
+
+impl Default for RunConfig {
+    fn default() -> RunConfig {
+        RunConfig {
+            duration: Duration::from_secs(30),
+            data_dir: PathBuf::from("gymfleet-data"),
+            resolution: crate::learning::Strategy::WeightedMerge,
+            policy: Policy::Immediate,
+            park: Duration::from_millis(500),
+            max_failures: 5,
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Why a run could not go on.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The store failed; accepted discoveries could not be made durable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The fleet is empty.
+    #[error("the fleet has no server")]
+    NoServers,
+}
+
+/// What a run did, for people and for JSON.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    /// Why the run ended.
+    pub ended: String,
+    /// Experiments completed.
+    pub experiments: u64,
+    /// Actions taken.
+    pub actions: u64,
+    /// Discoveries accepted (durable).
+    pub discoveries: u64,
+    /// Discoveries loaded from the store at the start.
+    pub resumed_discoveries: u64,
+    /// Discoveries that disagreed with what their topic believed.
+    pub conflicts: u64,
+    /// Conflicts that changed a belief.
+    pub resolved: u64,
+    /// Maps seen by any worker.
+    pub maps_visited: BTreeSet<String>,
+    /// Whether a badge was earned.
+    pub goal_reached: bool,
+    /// The shortest known way from a fresh game to the goal.
+    pub best_route: Option<BestRoute>,
+    /// Propagation latency (accepted to last replica applied), in µs.
+    pub propagation_us: Percentiles,
+    /// Per server.
+    pub servers: Vec<ServerReport>,
+}
+
+/// A way to the goal.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BestRoute {
+    /// The script from a fresh game.
+    pub script: String,
+    /// Frames it takes.
+    pub frames: u64,
+}
+
+/// Median and 99th percentile.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Percentiles {
+    /// Samples.
+    pub count: u64,
+    /// Median.
+    pub p50: u64,
+    /// 99th percentile.
+    pub p99: u64,
+}
+
+/// What one server saw.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerReport {
+    /// `host:port`.
+    pub server: String,
+    /// Latency per endpoint, in µs.
+    pub latency_us: BTreeMap<String, Percentiles>,
+    /// Failed calls.
+    pub errors: u64,
+    /// Experiments that could not start or ended on an error.
+    pub failed_experiments: u64,
+    /// Breaker state changes seen.
+    pub breaker_events: u64,
+}
+
+/// What a worker's executor reports.
+#[derive(Debug)]
+enum Event {
+    Finished {
+        worker: usize,
+        result: Result<(Outcome, Option<Checkpoint>), StartError>,
+        lineage: Lineage,
+    },
+}
+
+/// Where an experiment's start checkpoint came from, so the route to the
+/// goal can be spelled from a fresh game.
+#[derive(Debug, Clone, Default)]
+struct Lineage {
+    /// Script items from a fresh game to the checkpoint.
+    path: Vec<String>,
+    /// Frames they take.
+    frames: u64,
+    /// Distinct maps visited along the way.
+    maps: BTreeSet<String>,
+}
+
+#[derive(Debug)]
+struct WorkerSlot {
+    client: GymClient,
+    commands: mpsc::Sender<(Experiment, Lineage)>,
+    busy: Option<Experiment>,
+    parked_until: Option<Instant>,
+    failures_in_a_row: u32,
+    failed_experiments: u64,
+    breaker: tokio::sync::watch::Receiver<BreakerState>,
+    breaker_events: u64,
+    next_sequence: u64,
+}
+
+/// Runs the coordinator over `fleet` until the goal is reached, the time
+/// limit passes, every server is dead, or `shutdown` completes.
+pub async fn run(
+    fleet: Vec<GymClient>,
+    config: RunConfig,
+    mut strategy: Box<dyn Strategy>,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<Report, RunError> {
+    if fleet.is_empty() {
+        return Err(RunError::NoServers);
+    }
+    let started = Instant::now();
+    let deadline = started + config.duration;
+
+    // Set-up: the store, what it already knows, the fan-out and the
+    // workers' tasks.
+    let store = Arc::new(open_store(config.data_dir.clone()).await?);
+    let mut knowledge = Knowledge::new(config.resolution);
+    let mut report = Report::default();
+    for discovery in read_all(&store).await? {
+        knowledge.insert(discovery);
+        report.resumed_discoveries += 1;
+    }
+    let mut propagation = Propagation::new(config.policy.clone())
+        .unwrap_or_else(|_| Propagation::new(Policy::Immediate).expect("immediate is valid"));
+    let mut fanout = FanOut::new(64);
+    let (events_tx, mut events) = mpsc::channel::<Event>(fleet.len());
+    let mut tasks = JoinSet::new();
+    let mut workers = Vec::with_capacity(fleet.len());
+    for (worker_idx, client) in fleet.into_iter().enumerate() {
+        let (commands, mut inbox) = mpsc::channel::<(Experiment, Lineage)>(1);
+        let worker = Worker::new(WorkerId(worker_idx as u32), client.clone());
+        let events_tx = events_tx.clone();
+        tasks.spawn(async move {
+            while let Some((experiment, lineage)) = inbox.recv().await {
+                let result = execute(&worker, &experiment).await;
+                let finished = Event::Finished {
+                    worker: worker_idx,
+                    result,
+                    lineage,
+                };
+                if events_tx.send(finished).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let mut subscription = fanout.subscribe();
+        let resolution = config.resolution;
+        tasks.spawn(async move {
+            let mut replica = Knowledge::new(resolution);
+            while let Some(delivery) = subscription.recv().await {
+                match delivery.content() {
+                    Content::Batch(discoveries) => {
+                        for discovery in discoveries.iter() {
+                            replica.insert(Arc::clone(discovery));
+                        }
+                    }
+                    Content::Snapshot(snapshot) => replica = (**snapshot).clone(),
+                }
+                delivery.ack();
+            }
+        });
+        workers.push(WorkerSlot {
+            breaker: client.breaker_state(),
+            client,
+            commands,
+            busy: None,
+            parked_until: None,
+            failures_in_a_row: 0,
+            failed_experiments: 0,
+            breaker_events: 0,
+            next_sequence: 0,
+        });
+    }
+    drop(events_tx);
+
+    // Save states live on the server that made them: one list per worker.
+    let mut checkpoints: Vec<VecDeque<Checkpoint>> = vec![VecDeque::new(); workers.len()];
+    let mut lineages: BTreeMap<String, Lineage> = BTreeMap::new();
+    let mut claims: BTreeMap<usize, (String, Position)> = BTreeMap::new();
+    let mut next_experiment = 0u64;
+    let mut requeued: Vec<Experiment> = Vec::new();
+    let mut ticker = tokio::time::interval(Duration::from_millis(20));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+
+    // The loop: dispatch to idle workers, then wait for the next event.
+    let ended = loop {
+        let now = Instant::now();
+        if report.goal_reached {
+            break "goal reached".to_owned();
+        }
+        if now >= deadline {
+            break format!("time limit of {:?} reached", config.duration);
+        }
+        let all_dead = workers
+            .iter()
+            .all(|slot| slot.failures_in_a_row >= config.max_failures);
+        if all_dead {
+            break format!("every server failed {} times in a row", config.max_failures);
+        }
+
+        for (worker_idx, slot) in workers.iter_mut().enumerate() {
+            let parked = slot.parked_until.is_some_and(|until| until > now);
+            if slot.busy.is_some() || parked || slot.failures_in_a_row >= config.max_failures {
+                continue;
+            }
+            let experiment = match requeued.pop() {
+                Some(experiment) => experiment,
+                None => {
+                    let claimed: BTreeSet<(String, Position)> = claims
+                        .iter()
+                        .filter(|(claimer, _)| **claimer != worker_idx)
+                        .map(|(_, target)| target.clone())
+                        .collect();
+                    let proposal = strategy.propose(Situation {
+                        worker: WorkerId(worker_idx as u32),
+                        experiment: ExperimentId(next_experiment),
+                        knowledge: &knowledge,
+                        checkpoints: checkpoints[worker_idx].make_contiguous(),
+                        claimed: &claimed,
+                    });
+                    next_experiment += 1;
+                    match proposal.target {
+                        Some(target) => claims.insert(worker_idx, target),
+                        None => claims.remove(&worker_idx),
+                    };
+                    proposal.experiment
+                }
+            };
+            let lineage = match &experiment.start {
+                StartState::Fresh => Lineage::default(),
+                StartState::Saved(state_file) => {
+                    lineages.get(state_file).cloned().unwrap_or_default()
+                }
+            };
+            // The channel holds one and an idle worker's is empty.
+            if slot
+                .commands
+                .try_send((experiment.clone(), lineage))
+                .is_ok()
+            {
+                slot.busy = Some(experiment);
+            }
+        }
+
+        let event = tokio::select! {
+            event = events.recv() => event,
+            _ = ticker.tick() => None,
+            () = &mut shutdown => break "stopped by the user".to_owned(),
+        };
+
+        for slot in &mut workers {
+            if slot.breaker.has_changed().unwrap_or(false) {
+                slot.breaker.borrow_and_update();
+                slot.breaker_events += 1;
+            }
+        }
+        if let Some(Event::Finished {
+            worker,
+            result,
+            lineage,
+        }) = event
+        {
+            let slot = &mut workers[worker];
+            let experiment = slot.busy.take();
+            let accepted = match result {
+                Err(error) => {
+                    tracing::warn!(server = %slot.client.server(), error = %error, "experiment could not start");
+                    slot.failures_in_a_row += 1;
+                    slot.failed_experiments += 1;
+                    slot.parked_until = Some(Instant::now() + config.park);
+                    // Nothing was pressed: another worker may run it.
+                    requeued.extend(experiment);
+                    Vec::new()
+                }
+                Ok((outcome, checkpoint)) => {
+                    report.experiments += 1;
+                    report.actions += outcome.steps.len() as u64;
+                    report.maps_visited.insert(outcome.start.location.clone());
+                    for observation in &outcome.observations {
+                        if !report.maps_visited.contains(&observation.location) {
+                            report.maps_visited.insert(observation.location.clone());
+                        }
+                    }
+                    if outcome.error.is_some() {
+                        slot.failures_in_a_row += 1;
+                        slot.failed_experiments += 1;
+                        slot.parked_until = Some(Instant::now() + config.park);
+                    } else {
+                        slot.failures_in_a_row = 0;
+                    }
+                    let path_frames = lineage.frames;
+                    let mut full_path = lineage.path;
+                    full_path.extend(outcome.steps.iter().map(step_word));
+                    if let Some(steps) = outcome.steps_to_goal() {
+                        report.goal_reached = true;
+                        let mut route = full_path.clone();
+                        route.truncate(full_path.len() - outcome.steps.len() + steps);
+                        let frames = path_frames + frames_of(&outcome.steps[..steps]);
+                        let better = report
+                            .best_route
+                            .as_ref()
+                            .is_none_or(|best| frames < best.frames);
+                        if better {
+                            report.best_route = Some(BestRoute {
+                                script: route.join(" "),
+                                frames,
+                            });
+                        }
+                    }
+                    if let Some(mut checkpoint) = checkpoint {
+                        let mut maps = lineage.maps;
+                        maps.insert(outcome.start.location.clone());
+                        maps.extend(outcome.observations.iter().map(|o| o.location.clone()));
+                        checkpoint.depth = maps.len();
+                        lineages.insert(
+                            checkpoint.state_file.clone(),
+                            Lineage {
+                                path: full_path,
+                                frames: path_frames + outcome.frames,
+                                maps,
+                            },
+                        );
+                        let own = &mut checkpoints[worker];
+                        if own.len() == MAX_CHECKPOINTS
+                            && let Some(oldest) = own.pop_front()
+                        {
+                            lineages.remove(&oldest.state_file);
+                        }
+                        own.push_back(checkpoint);
+                    }
+                    let drafts = outcome.discoveries();
+                    let worker_id = WorkerId(worker as u32);
+                    let mut discoveries = Vec::with_capacity(drafts.len());
+                    for draft in drafts {
+                        slot.next_sequence += 1;
+                        let id = DiscoveryId::now(worker_id, slot.next_sequence);
+                        if let Ok(discovery) = draft.finish(id) {
+                            discoveries.push(discovery);
+                        }
+                    }
+                    discoveries
+                }
+            };
+            claims.remove(&worker);
+
+            if !accepted.is_empty() {
+                // Accepted means durable: only then does it count.
+                append(&store, accepted.clone()).await?;
+                let now = Instant::now();
+                for discovery in accepted {
+                    let insertion = knowledge.insert(discovery.clone());
+                    report.discoveries += 1;
+                    report.conflicts += u64::from(insertion.conflicts);
+                    report.resolved += u64::from(insertion.conflicts && insertion.belief_changed);
+                    propagation.accept(discovery, now);
+                }
+            }
+        }
+
+        // Propagation: whatever the policy releases goes to every replica.
+        let load = Load {
+            queue_depth: propagation.pending(),
+            workers: workers.len(),
+            unhealthy_workers: workers
+                .iter()
+                .filter(|slot| {
+                    slot.parked_until
+                        .is_some_and(|until| until > Instant::now())
+                })
+                .count(),
+        };
+        publish(
+            &mut fanout,
+            &knowledge,
+            propagation.poll(Instant::now(), load),
+        );
+        fanout.collect_acks();
+    };
+
+    // Shutdown: stop dispatching, let experiments in flight finish (within
+    // the drain timeout), accept their discoveries, send what is queued.
+    let drain_until = Instant::now() + config.drain_timeout;
+    while workers.iter().any(|slot| slot.busy.is_some()) {
+        let Ok(Some(Event::Finished { worker, result, .. })) =
+            tokio::time::timeout_at(drain_until, events.recv()).await
+        else {
+            break;
+        };
+        workers[worker].busy = None;
+        if let Ok((outcome, _)) = result {
+            report.experiments += 1;
+            report.actions += outcome.steps.len() as u64;
+            let mut accepted = Vec::new();
+            for draft in outcome.discoveries() {
+                workers[worker].next_sequence += 1;
+                let id = DiscoveryId::now(WorkerId(worker as u32), workers[worker].next_sequence);
+                if let Ok(discovery) = draft.finish(id) {
+                    accepted.push(discovery);
+                }
+            }
+            append(&store, accepted.clone()).await?;
+            for discovery in accepted {
+                knowledge.insert(discovery.clone());
+                report.discoveries += 1;
+                propagation.accept(discovery, Instant::now());
+            }
+        }
+    }
+    publish(&mut fanout, &knowledge, propagation.drain());
+    while fanout.outstanding() > 0 && Instant::now() < drain_until {
+        fanout.wait_for_acks(Duration::from_millis(100)).await;
+    }
+    let experiments_before = store_progress(&store).await.unwrap_or(0);
+    set_progress(&store, experiments_before + report.experiments).await?;
+
+    report.ended = ended;
+    let latency = fanout.latency();
+    report.propagation_us = percentiles(latency);
+    report.servers = workers
+        .iter()
+        .map(|slot| ServerReport {
+            server: slot.client.server().to_owned(),
+            latency_us: Endpoint::ALL
+                .iter()
+                .map(|endpoint| {
+                    (
+                        endpoint.name().to_owned(),
+                        percentiles(&slot.client.latencies().snapshot(*endpoint)),
+                    )
+                })
+                .filter(|(_, percentiles)| percentiles.count > 0)
+                .collect(),
+            errors: Endpoint::ALL
+                .iter()
+                .map(|endpoint| slot.client.latencies().errors(*endpoint))
+                .sum(),
+            failed_experiments: slot.failed_experiments,
+            breaker_events: slot.breaker_events,
+        })
+        .collect();
+
+    // Every task ends once its channel closes: the executors when their
+    // command senders drop, the replicas when the fan-out drops.
+    drop(workers);
+    drop(fanout);
+    drop(events);
+    while tasks.join_next().await.is_some() {}
+    Ok(report)
+}
+
+/// Runs an experiment, then saves a checkpoint where it ended.
+async fn execute(
+    worker: &Worker,
+    experiment: &Experiment,
+) -> Result<(Outcome, Option<Checkpoint>), StartError> {
+    let outcome = worker.run(experiment).await?;
+    if outcome.error.is_some() {
+        return Ok((outcome, None));
+    }
+    let name = format!("w{}-{}", worker.id().0, experiment.id.0);
+    let checkpoint = match worker.client().save_state(Some(&name)).await {
+        Ok(saved) => Some(Checkpoint {
+            state_file: saved.state_file,
+            location: outcome.end().location.clone(),
+            position: outcome.end().position,
+            // The coordinator knows the lineage and sets the depth.
+            depth: 0,
+        }),
+        Err(error) => {
+            tracing::debug!(%error, "could not save a checkpoint");
+            None
+        }
+    };
+    Ok((outcome, checkpoint))
+}
+
+fn step_word(step: &crate::coordinator::script::Step) -> String {
+    match step {
+        crate::coordinator::script::Step::Press(key) => key.to_string(),
+        crate::coordinator::script::Step::Wait(frames) => format!("wait:{frames}"),
+    }
+}
+
+fn frames_of(steps: &[crate::coordinator::script::Step]) -> u64 {
+    steps
+        .iter()
+        .map(|step| match step {
+            crate::coordinator::script::Step::Press(_) => crate::gym::wire::FRAMES_PER_KEY_PRESS,
+            crate::coordinator::script::Step::Wait(frames) => u64::from(*frames),
+        })
+        .sum()
+}
+
+fn publish(fanout: &mut FanOut, knowledge: &Knowledge, batch: Vec<Discovery>) {
+    if batch.is_empty() {
+        return;
+    }
+    let batch: Arc<[Arc<Discovery>]> = batch.into_iter().map(Arc::new).collect();
+    fanout.publish(batch, Instant::now(), || Arc::new(knowledge.clone()));
+}
+
+fn percentiles(histogram: &hdrhistogram::Histogram<u64>) -> Percentiles {
+    Percentiles {
+        count: histogram.len(),
+        p50: histogram.value_at_quantile(0.5),
+        p99: histogram.value_at_quantile(0.99),
+    }
+}
+
+async fn open_store(data_dir: PathBuf) -> Result<Store, StoreError> {
+    tokio::task::spawn_blocking(move || Store::open(&data_dir))
+        .await
+        .expect("the store task does not panic")
+}
+
+async fn read_all(store: &Arc<Store>) -> Result<Vec<Discovery>, StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.discoveries())
+        .await
+        .expect("the store task does not panic")
+}
+
+async fn append(store: &Arc<Store>, discoveries: Vec<Discovery>) -> Result<(), StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.append(&discoveries))
+        .await
+        .expect("the store task does not panic")
+}
+
+async fn store_progress(store: &Arc<Store>) -> Result<u64, StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || {
+        store
+            .progress("experiments")
+            .map(|value| value.unwrap_or(0))
+    })
+    .await
+    .expect("the store task does not panic")
+}
+
+async fn set_progress(store: &Arc<Store>, experiments: u64) -> Result<(), StoreError> {
+    let store = Arc::clone(store);
+    tokio::task::spawn_blocking(move || store.set_progress("experiments", experiments))
+        .await
+        .expect("the store task does not panic")
+}
+
+/// The report as a person reads it.
+pub fn render(report: &Report) -> String {
+    use std::fmt::Write as _;
+
+    let mut text = String::new();
+    let _ = writeln!(text, "run ended: {}", report.ended);
+    let _ = writeln!(text, "experiments      {}", report.experiments);
+    let _ = writeln!(text, "actions          {}", report.actions);
+    let _ = writeln!(
+        text,
+        "discoveries      {} accepted ({} resumed from the store)",
+        report.discoveries, report.resumed_discoveries
+    );
+    let _ = writeln!(
+        text,
+        "conflicts        {} ({} changed a belief)",
+        report.conflicts, report.resolved
+    );
+    let maps: Vec<&str> = report.maps_visited.iter().map(String::as_str).collect();
+    let _ = writeln!(text, "maps visited     {}", maps.join(", "));
+    match &report.best_route {
+        Some(route) => {
+            let _ = writeln!(
+                text,
+                "goal             reached, best route {} frames: {}",
+                route.frames, route.script
+            );
+        }
+        None => {
+            let _ = writeln!(text, "goal             not reached");
+        }
+    }
+    let propagation = report.propagation_us;
+    let _ = writeln!(
+        text,
+        "propagation      p50 {} us, p99 {} us ({} batches)",
+        propagation.p50, propagation.p99, propagation.count
+    );
+    for server in &report.servers {
+        let _ = writeln!(
+            text,
+            "server {}: {} errors, {} failed experiments, {} breaker changes",
+            server.server, server.errors, server.failed_experiments, server.breaker_events
+        );
+        for (endpoint, latency) in &server.latency_us {
+            let _ = writeln!(
+                text,
+                "  {endpoint:<11} p50 {:>6} us  p99 {:>6} us  ({} calls)",
+                latency.p50, latency.p99, latency.count
+            );
+        }
+    }
+    text
+}

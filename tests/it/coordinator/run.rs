@@ -1,0 +1,108 @@
+//! Whole runs of the coordinator on simulated and broken fleets.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use gymfleet::coordinator::{Explorer, Report, RunConfig, Store, run};
+use gymfleet::gym::sim::{SimConfig, SimServer};
+use gymfleet::gym::{ClientConfig, GymClient, RetryPolicy};
+
+fn data_dir(name: &str) -> PathBuf {
+    let directory = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join("runs")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&directory);
+    directory
+}
+
+async fn sim_fleet(n_servers: usize) -> anyhow::Result<(Vec<SimServer>, Vec<GymClient>)> {
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..n_servers {
+        let server = SimServer::start("127.0.0.1:0".parse()?, SimConfig { seed: 1, ..SimConfig::default() }).await?;
+        clients.push(GymClient::new(&server.url(), ClientConfig::default())?);
+        servers.push(server);
+    }
+    Ok((servers, clients))
+}
+
+async fn run_until_done(clients: Vec<GymClient>, config: RunConfig) -> anyhow::Result<Report> {
+    Ok(run(clients, config, Box::new(Explorer::default()), std::future::pending()).await?)
+}
+
+#[gymfleet_harness::test]
+async fn a_run_on_simulated_servers_reaches_the_goal_and_keeps_what_it_accepted() -> anyhow::Result<()> {
+    let (servers, clients) = sim_fleet(2).await?;
+    let directory = data_dir("goal");
+    let config = RunConfig { duration: Duration::from_secs(120), data_dir: directory.clone(), ..RunConfig::default() };
+    let report = run_until_done(clients, config).await?;
+
+    anyhow::ensure!(report.goal_reached && report.ended == "goal reached", "{}", report.ended);
+    anyhow::ensure!(report.maps_visited.len() == 4, "{:?}", report.maps_visited);
+    let route = report.best_route.as_ref().ok_or_else(|| anyhow::anyhow!("no best route"))?;
+    anyhow::ensure!(route.frames > 0 && !route.script.is_empty());
+    anyhow::ensure!(report.servers.len() == 2 && report.servers.iter().all(|server| server.errors == 0));
+    anyhow::ensure!(report.propagation_us.count > 0, "nothing was propagated");
+
+    // Every accepted discovery is in the store.
+    let stored = Store::open(&directory)?.discoveries()?.len() as u64;
+    anyhow::ensure!(stored == report.discoveries, "{stored} stored, {} accepted", report.discoveries);
+    for server in servers {
+        server.shutdown().await?;
+    }
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+async fn a_restarted_run_resumes_with_its_knowledge_and_walks_to_the_known_goal() -> anyhow::Result<()> {
+    let directory = data_dir("resume");
+    let config = RunConfig { duration: Duration::from_secs(60), data_dir: directory.clone(), ..RunConfig::default() };
+    let (first_servers, clients) = sim_fleet(1).await?;
+    let first = run_until_done(clients, config.clone()).await?;
+    for server in first_servers {
+        server.shutdown().await?;
+    }
+    let (servers, clients) = sim_fleet(1).await?;
+    let second = run_until_done(clients, config).await?;
+    anyhow::ensure!(
+        second.resumed_discoveries == first.discoveries,
+        "resumed {} of {}",
+        second.resumed_discoveries,
+        first.discoveries
+    );
+    anyhow::ensure!(first.goal_reached && second.goal_reached, "{} / {}", first.ended, second.ended);
+    anyhow::ensure!(
+        second.experiments < first.experiments,
+        "knowing the way, the second run needs fewer experiments: {} then {}",
+        first.experiments,
+        second.experiments
+    );
+    for server in servers {
+        server.shutdown().await?;
+    }
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+async fn a_fleet_of_dead_servers_ends_the_run_with_a_report() -> anyhow::Result<()> {
+    let mut clients = Vec::new();
+    for _ in 0..2 {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        let url = format!("http://{}", listener.local_addr()?);
+        drop(listener);
+        let config = ClientConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..ClientConfig::default() };
+        clients.push(GymClient::new(&url, config)?);
+    }
+    let config = RunConfig {
+        duration: Duration::from_secs(120),
+        data_dir: data_dir("dead"),
+        park: Duration::from_millis(5),
+        max_failures: 3,
+        ..RunConfig::default()
+    };
+    let report = run_until_done(clients, config).await?;
+    anyhow::ensure!(report.ended == "every server failed 3 times in a row", "{}", report.ended);
+    anyhow::ensure!(report.experiments == 0 && !report.goal_reached);
+    anyhow::ensure!(report.servers.iter().all(|server| server.failed_experiments == 3), "{:?}", report.servers);
+    Ok(())
+}

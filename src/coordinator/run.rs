@@ -437,6 +437,7 @@ pub async fn run(
                 // Accepted means durable: only then does it count.
                 append(&store, accepted.clone()).await?;
                 let now = Instant::now();
+                let n_accepted = accepted.len();
                 for discovery in accepted {
                     let insertion = knowledge.insert(discovery.clone());
                     report.discoveries += 1;
@@ -444,6 +445,11 @@ pub async fn run(
                     report.resolved += u64::from(insertion.conflicts && insertion.belief_changed);
                     propagation.accept(discovery, now);
                 }
+                tracing::debug!(
+                    accepted = n_accepted,
+                    total = report.discoveries,
+                    "discoveries accepted"
+                );
             }
         }
 

@@ -176,3 +176,40 @@ async fn serve_answers_as_a_gym_server_and_stops_cleanly_on_ctrl_c() -> anyhow::
     ensure!(rest.last().map(String::as_str) == Some("stopped"), "{rest:?}");
     Ok(())
 }
+
+#[gymfleet_harness::test]
+async fn sigkill_loses_no_accepted_discovery() -> anyhow::Result<()> {
+    use gymfleet::coordinator::Store;
+    use tokio::io::{AsyncBufReadExt as _, BufReader};
+
+    let directory = scratch("sigkill");
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gymfleet"))
+        .current_dir(&directory)
+        .args(["run", "--latency", "headless", "--duration", "10m", "--workers", "2"])
+        .env("RUST_LOG", "gymfleet::coordinator=debug")
+        .env("NO_COLOR", "1")
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()?;
+    let mut lines = BufReader::new(child.stderr.take().context("no stderr")?).lines();
+
+    // Wait until the run says it has accepted (made durable) at least one
+    // discovery, and remember how many.
+    let accepted = loop {
+        let line = lines.next_line().await?.context("the run ended before accepting anything")?;
+        if !line.contains("discoveries accepted") {
+            continue;
+        }
+        let total = line
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("total="))
+            .context("no total in the log line")?;
+        break total.parse::<usize>()?;
+    };
+    child.start_kill()?;
+    child.wait().await?;
+
+    let stored = Store::open(&directory.join("gymfleet-data"))?.discoveries()?.len();
+    ensure!(stored >= accepted, "{accepted} accepted before SIGKILL, {stored} in the store after");
+    Ok(())
+}

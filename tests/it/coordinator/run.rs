@@ -106,3 +106,33 @@ async fn a_fleet_of_dead_servers_ends_the_run_with_a_report() -> anyhow::Result<
     anyhow::ensure!(report.servers.iter().all(|server| server.failed_experiments == 3), "{:?}", report.servers);
     Ok(())
 }
+
+#[gymfleet_harness::test]
+async fn a_broken_server_is_parked_and_the_run_goes_on_with_the_rest() -> anyhow::Result<()> {
+    use gymfleet::gym::sim::Faults;
+
+    let healthy = SimServer::start("127.0.0.1:0".parse()?, SimConfig { seed: 1, ..SimConfig::default() }).await?;
+    let broken_config = SimConfig { seed: 1, faults: Faults { drop_rate: 1.0, ..Faults::default() }, ..SimConfig::default() };
+    let broken = SimServer::start("127.0.0.1:0".parse()?, broken_config).await?;
+    let client_config = ClientConfig { retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() }, ..ClientConfig::default() };
+    let clients = vec![
+        GymClient::new(&healthy.url(), client_config.clone())?,
+        GymClient::new(&broken.url(), client_config)?,
+    ];
+    let config = RunConfig {
+        duration: Duration::from_secs(120),
+        data_dir: data_dir("broken"),
+        park: Duration::from_millis(5),
+        max_failures: 3,
+        ..RunConfig::default()
+    };
+    let report = run_until_done(clients, config).await?;
+
+    anyhow::ensure!(report.goal_reached, "{}", report.ended);
+    let broken_report = &report.servers[1];
+    anyhow::ensure!(broken_report.failed_experiments == 3, "{broken_report:?}");
+    anyhow::ensure!(broken_report.errors >= 3, "{broken_report:?}");
+    healthy.shutdown().await?;
+    broken.shutdown().await?;
+    Ok(())
+}

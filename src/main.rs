@@ -244,9 +244,18 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             }
         }
         tracing::info!(servers = clients.len(), "run started; press Ctrl-C to stop");
+        let (progress, watched) =
+            tokio::sync::watch::channel(gymfleet::coordinator::Progress::default());
+        let display = tokio::spawn(show_progress(watched));
+        let config = RunConfig {
+            progress: Some(progress),
+            ..config
+        };
         let report =
             gymfleet::coordinator::run(clients, config, Box::new(Explorer::default()), interrupted)
                 .await?;
+        // The display ends when the run drops its side of the channel.
+        display.await.context("the progress display failed")?;
         for server in servers {
             server
                 .shutdown()
@@ -261,6 +270,25 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         false => print!("{}", gymfleet::coordinator::run::render(&report)),
     }
     Ok(())
+}
+
+/// Shows the run's progress on stderr while it goes on; draws nothing when
+/// stderr is not a terminal.
+async fn show_progress(mut watched: tokio::sync::watch::Receiver<gymfleet::coordinator::Progress>) {
+    let bar = indicatif::ProgressBar::new_spinner();
+    bar.enable_steady_tick(Duration::from_millis(120));
+    while watched.changed().await.is_ok() {
+        let progress = watched.borrow_and_update().clone();
+        let best = match progress.best_route_frames {
+            Some(frames) => format!("best route {frames} frames"),
+            None => "no route to the goal yet".to_owned(),
+        };
+        bar.set_message(format!(
+            "{} experiments, {} discoveries, {} maps, {best}, {} workers parked",
+            progress.experiments, progress.discoveries, progress.maps, progress.parked
+        ));
+    }
+    bar.finish_and_clear();
 }
 
 /// Completes on the first Ctrl-C; the handler is in place when this

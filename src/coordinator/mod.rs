@@ -13,7 +13,7 @@ pub mod strategy;
 pub mod worker;
 
 pub use experiment::{Experiment, ExperimentId, Observation, Outcome, StartState};
-pub use run::{Report, RunConfig, RunError, run};
+pub use run::{Progress, Report, RunConfig, RunError, run};
 pub use script::{Script, ScriptError, Step};
 pub use store::{Store, StoreError};
 pub use strategy::{Checkpoint, Explorer, Proposal, Situation, Strategy};

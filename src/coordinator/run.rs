@@ -56,10 +56,29 @@ pub struct RunConfig {
     pub policy: Policy,
     /// How long a worker whose server failed waits before trying again.
     pub park: Duration,
-    /// Failures in a row after which a server counts as dead.
+    /// Failures in a row after which a server counts as dead: it is then
+    /// probed ten times less often, and when every server is dead the run
+    /// ends.
     pub max_failures: u32,
     /// How long shutdown waits for experiments in flight.
     pub drain_timeout: Duration,
+    /// Where live progress is published, if anyone watches.
+    pub progress: Option<tokio::sync::watch::Sender<Progress>>,
+}
+
+/// The run so far, published as it goes for live displays.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Progress {
+    /// Experiments completed.
+    pub experiments: u64,
+    /// Discoveries accepted.
+    pub discoveries: u64,
+    /// Maps seen.
+    pub maps: usize,
+    /// Frames of the best route to the goal, once there is one.
+    pub best_route_frames: Option<u64>,
+    /// Workers parked because their server failed.
+    pub parked: usize,
 }
 
 impl Default for RunConfig {
@@ -72,6 +91,7 @@ impl Default for RunConfig {
             park: Duration::from_millis(500),
             max_failures: 5,
             drain_timeout: Duration::from_secs(10),
+            progress: None,
         }
     }
 }
@@ -290,7 +310,7 @@ pub async fn run(
 
         for (worker_idx, slot) in workers.iter_mut().enumerate() {
             let parked = slot.parked_until.is_some_and(|until| until > now);
-            if slot.busy.is_some() || parked || slot.failures_in_a_row >= config.max_failures {
+            if slot.busy.is_some() || parked {
                 continue;
             }
             let experiment = match requeued.pop() {
@@ -350,6 +370,7 @@ pub async fn run(
             lineage,
         }) = event
         {
+            let workers_len = workers.len();
             let slot = &mut workers[worker];
             let experiment = slot.busy.take();
             let accepted = match result {
@@ -357,9 +378,17 @@ pub async fn run(
                     tracing::warn!(server = %slot.client.server(), error = %error, "experiment could not start");
                     slot.failures_in_a_row += 1;
                     slot.failed_experiments += 1;
-                    slot.parked_until = Some(Instant::now() + config.park);
-                    // Nothing was pressed: another worker may run it.
-                    requeued.extend(experiment);
+                    slot.parked_until =
+                        Some(Instant::now() + park_for(&config, slot.failures_in_a_row));
+                    // Nothing was pressed, so another worker may run it, if
+                    // it starts fresh (a save state lives on its server
+                    // only). A few are kept: the strategy proposes more.
+                    let runnable_anywhere = experiment
+                        .as_ref()
+                        .is_some_and(|experiment| experiment.start == StartState::Fresh);
+                    if runnable_anywhere && requeued.len() < workers_len {
+                        requeued.extend(experiment);
+                    }
                     Vec::new()
                 }
                 Ok((outcome, checkpoint)) => {
@@ -374,7 +403,8 @@ pub async fn run(
                     if outcome.error.is_some() {
                         slot.failures_in_a_row += 1;
                         slot.failed_experiments += 1;
-                        slot.parked_until = Some(Instant::now() + config.park);
+                        slot.parked_until =
+                            Some(Instant::now() + park_for(&config, slot.failures_in_a_row));
                     } else {
                         slot.failures_in_a_row = 0;
                     }
@@ -542,6 +572,16 @@ pub async fn run(
     drop(events);
     while tasks.join_next().await.is_some() {}
     Ok(report)
+}
+
+/// How long a worker parks after `failures` failures in a row: `park`,
+/// and ten times that once its server counts as dead, so that a dead
+/// server is still probed now and then.
+fn park_for(config: &RunConfig, failures: u32) -> Duration {
+    match failures >= config.max_failures {
+        true => config.park * 10,
+        false => config.park,
+    }
 }
 
 /// Runs an experiment, then saves a checkpoint where it ended.

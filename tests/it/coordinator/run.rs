@@ -130,8 +130,10 @@ async fn a_broken_server_is_parked_and_the_run_goes_on_with_the_rest() -> anyhow
 
     anyhow::ensure!(report.goal_reached, "{}", report.ended);
     let broken_report = &report.servers[1];
-    anyhow::ensure!(broken_report.failed_experiments == 3, "{broken_report:?}");
-    anyhow::ensure!(broken_report.errors >= 3, "{broken_report:?}");
+    // It was parked and probed again and again, and its breaker opened.
+    anyhow::ensure!(broken_report.failed_experiments > 3, "{broken_report:?}");
+    anyhow::ensure!(broken_report.breaker_events >= 1, "{broken_report:?}");
+    anyhow::ensure!(report.servers[0].failed_experiments == 0, "{:?}", report.servers[0]);
     healthy.shutdown().await?;
     broken.shutdown().await?;
     Ok(())

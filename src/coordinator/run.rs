@@ -64,6 +64,9 @@ pub struct RunConfig {
     pub drain_timeout: Duration,
     /// Where live progress is published, if anyone watches.
     pub progress: Option<tokio::sync::watch::Sender<Progress>>,
+    /// Whether reaching the goal ends the run; benchmarks of throughput
+    /// keep going until the time limit.
+    pub stop_at_goal: bool,
 }
 
 /// The run so far, published as it goes for live displays.
@@ -92,6 +95,7 @@ impl Default for RunConfig {
             max_failures: 5,
             drain_timeout: Duration::from_secs(10),
             progress: None,
+            stop_at_goal: true,
         }
     }
 }
@@ -105,6 +109,9 @@ pub enum RunError {
     /// The fleet is empty.
     #[error("the fleet has no server")]
     NoServers,
+    /// The task that writes the store ended early (it panicked).
+    #[error("the store writer stopped; accepted discoveries can no longer be made durable")]
+    WriterStopped,
 }
 
 /// What a run did, for people and for JSON.
@@ -174,11 +181,16 @@ pub struct ServerReport {
 /// What a worker's executor reports.
 #[derive(Debug)]
 enum Event {
+    /// A worker finished (or could not start) an experiment.
     Finished {
         worker: usize,
-        result: Result<(Outcome, Option<Checkpoint>), StartError>,
+        result: Box<Result<(Outcome, Option<Checkpoint>), StartError>>,
         lineage: Lineage,
     },
+    /// The store made a batch of discoveries durable: they are accepted.
+    Durable(Vec<Discovery>),
+    /// The store failed; the run cannot accept anything more.
+    StoreFailed(StoreError),
 }
 
 /// Where an experiment's start checkpoint came from, so the route to the
@@ -232,8 +244,31 @@ pub async fn run(
     let mut propagation = Propagation::new(config.policy.clone())
         .unwrap_or_else(|_| Propagation::new(Policy::Immediate).expect("immediate is valid"));
     let mut fanout = FanOut::new(64);
-    let (events_tx, mut events) = mpsc::channel::<Event>(fleet.len());
+    let (events_tx, mut events) = mpsc::channel::<Event>(fleet.len() + 1);
     let mut tasks = JoinSet::new();
+
+    // The store writer: one batch at a time, so that discoveries found
+    // while a batch is being made durable gather into the next one (group
+    // commit), and workers never wait for the disk.
+    let (writes, mut write_inbox) = mpsc::channel::<Vec<Discovery>>(1);
+    {
+        let store = Arc::clone(&store);
+        let events_tx = events_tx.clone();
+        tasks.spawn(async move {
+            while let Some(batch) = write_inbox.recv().await {
+                let event = match append(&store, batch.clone()).await {
+                    Ok(()) => Event::Durable(batch),
+                    Err(error) => Event::StoreFailed(error),
+                };
+                if events_tx.send(event).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    let mut staged: Vec<Discovery> = Vec::new();
+    let mut write_in_flight = false;
+
     let mut workers = Vec::with_capacity(fleet.len());
     for (worker_idx, client) in fleet.into_iter().enumerate() {
         let (commands, mut inbox) = mpsc::channel::<(Experiment, Lineage)>(1);
@@ -244,7 +279,7 @@ pub async fn run(
                 let result = execute(&worker, &experiment).await;
                 let finished = Event::Finished {
                     worker: worker_idx,
-                    result,
+                    result: Box::new(result),
                     lineage,
                 };
                 if events_tx.send(finished).await.is_err() {
@@ -295,7 +330,7 @@ pub async fn run(
     // The loop: dispatch to idle workers, then wait for the next event.
     let ended = loop {
         let now = Instant::now();
-        if report.goal_reached {
+        if report.goal_reached && config.stop_at_goal {
             break "goal reached".to_owned();
         }
         if now >= deadline {
@@ -364,7 +399,13 @@ pub async fn run(
                 slot.breaker_events += 1;
             }
         }
-        if let Some(Event::Finished {
+        if let Some(Event::StoreFailed(error)) = event {
+            return Err(error.into());
+        }
+        if let Some(Event::Durable(batch)) = event {
+            write_in_flight = false;
+            accept(&mut knowledge, &mut propagation, &mut report, batch);
+        } else if let Some(Event::Finished {
             worker,
             result,
             lineage,
@@ -373,7 +414,7 @@ pub async fn run(
             let workers_len = workers.len();
             let slot = &mut workers[worker];
             let experiment = slot.busy.take();
-            let accepted = match result {
+            let accepted = match *result {
                 Err(error) => {
                     tracing::warn!(server = %slot.client.server(), error = %error, "experiment could not start");
                     slot.failures_in_a_row += 1;
@@ -463,23 +504,14 @@ pub async fn run(
             };
             claims.remove(&worker);
 
-            if !accepted.is_empty() {
-                // Accepted means durable: only then does it count.
-                append(&store, accepted.clone()).await?;
-                let now = Instant::now();
-                let n_accepted = accepted.len();
-                for discovery in accepted {
-                    let insertion = knowledge.insert(discovery.clone());
-                    report.discoveries += 1;
-                    report.conflicts += u64::from(insertion.conflicts);
-                    report.resolved += u64::from(insertion.conflicts && insertion.belief_changed);
-                    propagation.accept(discovery, now);
-                }
-                tracing::debug!(
-                    accepted = n_accepted,
-                    total = report.discoveries,
-                    "discoveries accepted"
-                );
+            // Accepted means durable: staged until the writer says so.
+            staged.extend(accepted);
+        }
+        if !write_in_flight && !staged.is_empty() {
+            match writes.try_send(std::mem::take(&mut staged)) {
+                Ok(()) => write_in_flight = true,
+                Err(mpsc::error::TrySendError::Full(batch)) => staged = batch,
+                Err(mpsc::error::TrySendError::Closed(_)) => return Err(RunError::WriterStopped),
             }
         }
 
@@ -506,32 +538,39 @@ pub async fn run(
     // Shutdown: stop dispatching, let experiments in flight finish (within
     // the drain timeout), accept their discoveries, send what is queued.
     let drain_until = Instant::now() + config.drain_timeout;
-    while workers.iter().any(|slot| slot.busy.is_some()) {
-        let Ok(Some(Event::Finished { worker, result, .. })) =
-            tokio::time::timeout_at(drain_until, events.recv()).await
-        else {
+    while workers.iter().any(|slot| slot.busy.is_some()) || write_in_flight {
+        let Ok(Some(event)) = tokio::time::timeout_at(drain_until, events.recv()).await else {
             break;
         };
-        workers[worker].busy = None;
-        if let Ok((outcome, _)) = result {
-            report.experiments += 1;
-            report.actions += outcome.steps.len() as u64;
-            let mut accepted = Vec::new();
-            for draft in outcome.discoveries() {
-                workers[worker].next_sequence += 1;
-                let id = DiscoveryId::now(WorkerId(worker as u32), workers[worker].next_sequence);
-                if let Ok(discovery) = draft.finish(id) {
-                    accepted.push(discovery);
+        match event {
+            Event::Finished { worker, result, .. } => {
+                workers[worker].busy = None;
+                let Ok((outcome, _)) = *result else { continue };
+                report.experiments += 1;
+                report.actions += outcome.steps.len() as u64;
+                for draft in outcome.discoveries() {
+                    workers[worker].next_sequence += 1;
+                    let sequence = workers[worker].next_sequence;
+                    if let Ok(discovery) =
+                        draft.finish(DiscoveryId::now(WorkerId(worker as u32), sequence))
+                    {
+                        staged.push(discovery);
+                    }
                 }
             }
-            append(&store, accepted.clone()).await?;
-            for discovery in accepted {
-                knowledge.insert(discovery.clone());
-                report.discoveries += 1;
-                propagation.accept(discovery, Instant::now());
+            Event::Durable(batch) => {
+                write_in_flight = false;
+                accept(&mut knowledge, &mut propagation, &mut report, batch);
             }
+            Event::StoreFailed(error) => return Err(error.into()),
         }
     }
+    if !staged.is_empty() && !write_in_flight {
+        let batch = std::mem::take(&mut staged);
+        append(&store, batch.clone()).await?;
+        accept(&mut knowledge, &mut propagation, &mut report, batch);
+    }
+    drop(writes);
     publish(&mut fanout, &knowledge, propagation.drain());
     while fanout.outstanding() > 0 && Instant::now() < drain_until {
         fanout.wait_for_acks(Duration::from_millis(100)).await;
@@ -572,6 +611,30 @@ pub async fn run(
     drop(events);
     while tasks.join_next().await.is_some() {}
     Ok(report)
+}
+
+/// Takes in a batch the store made durable: into knowledge, counted, and
+/// queued for propagation.
+fn accept(
+    knowledge: &mut Knowledge,
+    propagation: &mut Propagation,
+    report: &mut Report,
+    batch: Vec<Discovery>,
+) {
+    let now = Instant::now();
+    let n_accepted = batch.len();
+    for discovery in batch {
+        let insertion = knowledge.insert(discovery.clone());
+        report.discoveries += 1;
+        report.conflicts += u64::from(insertion.conflicts);
+        report.resolved += u64::from(insertion.conflicts && insertion.belief_changed);
+        propagation.accept(discovery, now);
+    }
+    tracing::debug!(
+        accepted = n_accepted,
+        total = report.discoveries,
+        "discoveries accepted"
+    );
 }
 
 /// How long a worker parks after `failures` failures in a row: `park`,

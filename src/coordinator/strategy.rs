@@ -71,6 +71,9 @@ pub struct Explorer {
     pub max_steps: usize,
     /// Varies wandering between proposals.
     wander_turn: usize,
+    /// The tile map derived from knowledge, and the knowledge revision it
+    /// was derived from.
+    tiles: Option<(u64, Tiles)>,
 }
 
 impl Default for Explorer {
@@ -78,20 +81,40 @@ impl Default for Explorer {
         Explorer {
             max_steps: 24,
             wander_turn: 0,
+            tiles: None,
         }
     }
 }
 
 impl Strategy for Explorer {
     fn propose(&mut self, situation: Situation<'_>) -> Proposal {
-        let tiles = known_tiles(situation.knowledge);
+        let revision = situation.knowledge.revision();
+        let stale = self
+            .tiles
+            .as_ref()
+            .is_none_or(|(seen, _)| *seen != revision);
+        if stale {
+            self.tiles = Some((revision, known_tiles(situation.knowledge)));
+        }
+        let tiles = self
+            .tiles
+            .take()
+            .map(|(_, tiles)| tiles)
+            .unwrap_or_default();
+        let proposal = self.plan(situation, &tiles);
+        self.tiles = Some((revision, tiles));
+        proposal
+    }
+}
 
+impl Explorer {
+    fn plan(&mut self, situation: Situation<'_>, tiles: &Tiles) -> Proposal {
         // A known goal is walked to, through the doors that lead to its
         // map: this is how known routes are reused.
         let goal = known_goal(situation.knowledge);
         if let (Some(goal), Some(checkpoint)) = (goal, situation.checkpoints.last())
             && let Some(directions) =
-                plan_towards_goal(&tiles, checkpoint, &goal, self.max_steps * 4)
+                plan_towards_goal(tiles, checkpoint, &goal, self.max_steps * 4)
         {
             return Proposal {
                 experiment: Experiment {
@@ -110,7 +133,7 @@ impl Strategy for Explorer {
 
         for checkpoint in starts {
             let plan = plan_to_frontier(
-                &tiles,
+                tiles,
                 &checkpoint.location,
                 checkpoint.position,
                 situation.claimed,
@@ -133,7 +156,7 @@ impl Strategy for Explorer {
         // map least known, from the newest checkpoint.
         if let Some(checkpoint) = situation.checkpoints.last() {
             let through_door = plan_to_door(
-                &tiles,
+                tiles,
                 &checkpoint.location,
                 checkpoint.position,
                 self.max_steps * 2,

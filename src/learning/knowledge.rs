@@ -79,10 +79,23 @@ pub struct Insertion {
 }
 
 /// Discoveries by topic, under one strategy.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Two knowledges are equal when they hold the same state; how many
+/// changes led there (`revision`) does not count.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Knowledge {
     strategy: Strategy,
     topics: BTreeMap<Topic, TopicState>,
+    /// Bumped by every change of state, so that views derived from the
+    /// knowledge can tell when to recompute.
+    #[serde(default)]
+    revision: u64,
+}
+
+impl PartialEq for Knowledge {
+    fn eq(&self, other: &Knowledge) -> bool {
+        self.strategy == other.strategy && self.topics == other.topics
+    }
 }
 
 /// A topic's state: the one discovery kept, or every contributor with the
@@ -174,7 +187,14 @@ impl Knowledge {
         Knowledge {
             strategy,
             topics: BTreeMap::new(),
+            revision: 0,
         }
+    }
+
+    /// A number that grows with every change of state; equal revisions of
+    /// one knowledge mean nothing changed in between.
+    pub fn revision(&self) -> u64 {
+        self.revision
     }
 
     /// The strategy.
@@ -203,6 +223,7 @@ impl Knowledge {
                 false => TopicState::Best(Arc::clone(&discovery)),
             };
             self.topics.insert(discovery.topic().clone(), state);
+            self.revision += 1;
             return Insertion {
                 changed: true,
                 conflicts: false,
@@ -215,6 +236,7 @@ impl Knowledge {
         let conflicts = discovery.payload() != believed(state).payload();
         let before = believed(state).id();
         let changed = join_one(strategy, state, discovery);
+        self.revision += u64::from(changed);
         let belief_changed = match &*state {
             // The kept discovery is the new one; its payload differs from
             // the one it replaced if and only if it conflicted.
@@ -258,6 +280,8 @@ impl Knowledge {
                 },
             }
         }
+        // Conservatively a change: views recompute once per merge.
+        self.revision += 1;
         Ok(())
     }
 

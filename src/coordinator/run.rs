@@ -423,11 +423,15 @@ pub async fn run(
                         Some(Instant::now() + park_for(&config, slot.failures_in_a_row));
                     // Nothing was pressed, so another worker may run it, if
                     // it starts fresh (a save state lives on its server
-                    // only). A few are kept: the strategy proposes more.
+                    // only) and it is the experiment the server's first
+                    // failure cut short: later ones are probes of a server
+                    // known to be failing, and requeueing every one would
+                    // flood the healthy workers.
                     let runnable_anywhere = experiment
                         .as_ref()
                         .is_some_and(|experiment| experiment.start == StartState::Fresh);
-                    if runnable_anywhere && requeued.len() < workers_len {
+                    let first_failure = slot.failures_in_a_row == 1;
+                    if runnable_anywhere && first_failure && requeued.len() < workers_len {
                         requeued.extend(experiment);
                     }
                     Vec::new()

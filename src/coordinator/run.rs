@@ -10,15 +10,18 @@
 //! the batches the fan-out delivers to the worker's own copy of the
 //! knowledge and acknowledges them.
 //!
-//! The coordinator is one `select!` over a closed set of events: a worker
-//! finished an experiment, a timer tick (propagation deadlines, the time
-//! limit, parked workers), and shutdown. Nothing it waits on is unbounded:
-//! the store is written on a blocking thread and awaited, sends to workers
-//! are `try_send` on an idle worker's empty channel, and shutdown waits for
-//! in-flight experiments at most `drain_timeout`.
+//! The coordinator is one `select!` over its event channel (a worker
+//! finished an experiment, the store writer made a batch durable or
+//! failed), a timer tick (propagation deadlines, the time limit, parked
+//! workers) and shutdown. Nothing it waits on is unbounded: sends to
+//! workers and to the store writer are `try_send` on channels known to
+//! have room, and shutdown waits for in-flight experiments and the last
+//! write at most `drain_timeout`.
 //!
 //! A discovery is accepted once the store has made it durable; only then
-//! does it enter knowledge and the propagation queue.
+//! does it enter knowledge and the propagation queue. The store writer
+//! takes one batch at a time, so discoveries that arrive during a commit
+//! form the next one.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;

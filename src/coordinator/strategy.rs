@@ -213,10 +213,7 @@ enum Known {
 
 fn known_tiles(knowledge: &Knowledge) -> Tiles {
     let mut tiles: Tiles = HashMap::new();
-    for (topic, belief) in knowledge.beliefs() {
-        if topic.kind != Kind::TILE {
-            continue;
-        }
+    for (topic, belief) in knowledge.beliefs_of(&Kind::TILE) {
         let known = match belief.payload {
             Payload::Tile { blocked: false } => Known::Walkable,
             Payload::Tile { blocked: true } => Known::Blocked,
@@ -226,10 +223,16 @@ fn known_tiles(knowledge: &Knowledge) -> Tiles {
         let Some((map, position)) = parse_tile_key(&topic.key) else {
             continue;
         };
-        tiles
-            .entry(map.to_owned())
-            .or_default()
-            .insert(position, known);
+        // Look up before inserting: most tiles are on a map already seen,
+        // and `entry` would allocate its name every time.
+        match tiles.get_mut(map) {
+            Some(on_map) => {
+                on_map.insert(position, known);
+            }
+            None => {
+                tiles.insert(map.to_owned(), HashMap::from([(position, known)]));
+            }
+        }
     }
     tiles
 }

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::learning::discovery::{Discovery, DiscoveryId, Payload, Topic};
+use crate::learning::discovery::{Discovery, DiscoveryId, Kind, Payload, Topic};
 
 /// How conflicting discoveries on one topic are resolved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -290,6 +290,22 @@ impl Knowledge {
         self.topics
             .get(topic)
             .map(|state| resolve(self.strategy, state))
+    }
+
+    /// The beliefs on topics of one kind, in topic order, without resolving
+    /// any other topic.
+    pub fn beliefs_of<'a>(
+        &'a self,
+        kind: &'a Kind,
+    ) -> impl Iterator<Item = (&'a Topic, Belief)> + 'a {
+        let start = Topic {
+            kind: kind.clone(),
+            key: String::new(),
+        };
+        self.topics
+            .range(start..)
+            .take_while(move |(topic, _)| topic.kind == *kind)
+            .map(|(topic, state)| (topic, resolve(self.strategy, state)))
     }
 
     /// Every topic's belief, in topic order.

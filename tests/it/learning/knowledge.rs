@@ -162,3 +162,31 @@ fn knowledge_under_another_strategy_is_refused_not_mixed() {
     let theirs = Knowledge::new(Resolution::LatestWins);
     assert!(ours.merge(&theirs).is_err());
 }
+
+#[gymfleet_harness::test]
+fn beliefs_of_a_kind_are_exactly_those_topics() -> anyhow::Result<()> {
+    use gymfleet::learning::{DiscoveryDraft, DiscoveryId, Kind, Payload, Topic, WorkerId};
+
+    let mut knowledge = Knowledge::new(Resolution::Consensus);
+    let topics = [
+        Topic::tile("A", 1, 1),
+        Topic::route(("A", 1, 1), ("B", 2, 2)),
+        Topic::tile("B", 0, 0),
+        Topic::goal(),
+    ];
+    for (sequence, topic) in topics.into_iter().enumerate() {
+        let draft = DiscoveryDraft {
+            topic,
+            payload: Payload::Tile { blocked: false },
+            ..crate::learning::support::draft()
+        };
+        knowledge.insert(draft.finish(DiscoveryId { wall_ms: 0, worker: WorkerId(0), sequence: sequence as u64 })?);
+    }
+    for kind in [Kind::TILE, Kind::ROUTE, Kind::GOAL, Kind::BATTLE] {
+        let expected: Vec<_> = knowledge.beliefs().filter(|(topic, _)| topic.kind == kind).collect();
+        let of_kind: Vec<_> = knowledge.beliefs_of(&kind).collect();
+        anyhow::ensure!(of_kind == expected, "{kind}: {of_kind:?} != {expected:?}");
+    }
+    anyhow::ensure!(knowledge.beliefs_of(&Kind::TILE).count() == 2);
+    Ok(())
+}

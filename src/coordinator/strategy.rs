@@ -5,7 +5,7 @@
 //! plug in their own planner by implementing it; `Explorer` is the built-in
 //! one. Strategies are sans-IO.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use crate::coordinator::experiment::{Experiment, ExperimentId, StartState};
 use crate::coordinator::script::Script;
@@ -199,8 +199,9 @@ impl Explorer {
     }
 }
 
-/// Per map, the tiles whose nature is known.
-type Tiles = HashMap<String, HashMap<Position, Known>>;
+/// Per map, the tiles whose nature is known; ordered maps, so that plans
+/// do not depend on hash order and runs are reproducible.
+type Tiles = BTreeMap<String, BTreeMap<Position, Known>>;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Known {
@@ -212,7 +213,7 @@ enum Known {
 }
 
 fn known_tiles(knowledge: &Knowledge) -> Tiles {
-    let mut tiles: Tiles = HashMap::new();
+    let mut tiles: Tiles = BTreeMap::new();
     for (topic, belief) in knowledge.beliefs_of(&Kind::TILE) {
         let known = match belief.payload {
             Payload::Tile { blocked: false } => Known::Walkable,
@@ -230,7 +231,7 @@ fn known_tiles(knowledge: &Knowledge) -> Tiles {
                 on_map.insert(position, known);
             }
             None => {
-                tiles.insert(map.to_owned(), HashMap::from([(position, known)]));
+                tiles.insert(map.to_owned(), BTreeMap::from([(position, known)]));
             }
         }
     }
@@ -274,7 +275,7 @@ fn plan_towards_goal(
         if map == goal_map {
             break;
         }
-        for known in tiles.get(map).into_iter().flat_map(HashMap::values) {
+        for known in tiles.get(map).into_iter().flat_map(BTreeMap::values) {
             if let Known::Door(to) = known
                 && to != &checkpoint.location
                 && !previous.contains_key(to.as_str())
@@ -309,7 +310,7 @@ fn walk(
     max_steps: usize,
     is_target: impl Fn(Position, Option<&Known>) -> bool,
 ) -> Option<Vec<Direction>> {
-    let empty = HashMap::new();
+    let empty = BTreeMap::new();
     let known = tiles.get(map).unwrap_or(&empty);
     let mut previous: BTreeMap<Position, (Position, Direction)> = BTreeMap::new();
     let mut queue = VecDeque::from([(from, 0usize)]);
@@ -368,7 +369,7 @@ fn plan_to_door(
     from: Position,
     max_steps: usize,
 ) -> Option<Vec<Direction>> {
-    let empty = HashMap::new();
+    let empty = BTreeMap::new();
     let known = tiles.get(map).unwrap_or(&empty);
     let mut previous: BTreeMap<Position, (Position, Direction)> = BTreeMap::new();
     let mut queue = VecDeque::from([(from, 0usize)]);
@@ -390,7 +391,7 @@ fn plan_to_door(
             }
             match known.get(&next) {
                 Some(Known::Door(to)) if to != map => {
-                    let n_known = tiles.get(to).map_or(0, HashMap::len);
+                    let n_known = tiles.get(to).map_or(0, BTreeMap::len);
                     if best.as_ref().is_none_or(|(fewest, _)| n_known < *fewest) {
                         let mut walk = vec![direction];
                         let mut cursor = position;

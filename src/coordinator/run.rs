@@ -219,6 +219,10 @@ struct WorkerSlot {
     breaker: tokio::sync::watch::Receiver<BreakerState>,
     breaker_events: u64,
     next_sequence: u64,
+    /// The store batch holding this worker's last discoveries; the worker
+    /// gets its next experiment once that batch is durable, so that every
+    /// proposal sees the knowledge its own last experiment produced.
+    awaiting_batch: Option<u64>,
 }
 
 /// Runs the coordinator over `fleet` until the goal is reached, the time
@@ -271,6 +275,9 @@ pub async fn run(
     }
     let mut staged: Vec<Discovery> = Vec::new();
     let mut write_in_flight = false;
+    // Batches handed to the writer, and batches it made durable.
+    let mut batches_sent = 0u64;
+    let mut batches_durable = 0u64;
 
     let mut workers = Vec::with_capacity(fleet.len());
     for (worker_idx, client) in fleet.into_iter().enumerate() {
@@ -316,6 +323,7 @@ pub async fn run(
             failed_experiments: 0,
             breaker_events: 0,
             next_sequence: 0,
+            awaiting_batch: None,
         });
     }
     drop(events_tx);
@@ -348,7 +356,7 @@ pub async fn run(
 
         for (worker_idx, slot) in workers.iter_mut().enumerate() {
             let parked = slot.parked_until.is_some_and(|until| until > now);
-            if slot.busy.is_some() || parked {
+            if slot.busy.is_some() || parked || slot.awaiting_batch.is_some() {
                 continue;
             }
             let experiment = match requeued.pop() {
@@ -407,6 +415,15 @@ pub async fn run(
         }
         if let Some(Event::Durable(batch)) = event {
             write_in_flight = false;
+            batches_durable += 1;
+            for slot in &mut workers {
+                if slot
+                    .awaiting_batch
+                    .is_some_and(|batch| batch <= batches_durable)
+                {
+                    slot.awaiting_batch = None;
+                }
+            }
             accept(&mut knowledge, &mut propagation, &mut report, batch);
         } else if let Some(Event::Finished {
             worker,
@@ -512,11 +529,18 @@ pub async fn run(
             claims.remove(&worker);
 
             // Accepted means durable: staged until the writer says so.
+            if !accepted.is_empty() {
+                // Staged discoveries go out in the next batch sent.
+                workers[worker].awaiting_batch = Some(batches_sent + 1);
+            }
             staged.extend(accepted);
         }
         if !write_in_flight && !staged.is_empty() {
             match writes.try_send(std::mem::take(&mut staged)) {
-                Ok(()) => write_in_flight = true,
+                Ok(()) => {
+                    write_in_flight = true;
+                    batches_sent += 1;
+                }
                 Err(mpsc::error::TrySendError::Full(batch)) => staged = batch,
                 Err(mpsc::error::TrySendError::Closed(_)) => return Err(RunError::WriterStopped),
             }

@@ -138,3 +138,24 @@ async fn a_broken_server_is_parked_and_the_run_goes_on_with_the_rest() -> anyhow
     broken.shutdown().await?;
     Ok(())
 }
+
+#[gymfleet_harness::test]
+async fn a_one_worker_run_on_the_same_seed_is_reproducible() -> anyhow::Result<()> {
+    let mut outcomes = Vec::new();
+    for attempt in 0..2 {
+        let (servers, clients) = sim_fleet(1).await?;
+        let config = RunConfig {
+            duration: Duration::from_secs(120),
+            data_dir: data_dir(&format!("reproducible-{attempt}")),
+            ..RunConfig::default()
+        };
+        let report = run_until_done(clients, config).await?;
+        anyhow::ensure!(report.goal_reached, "{}", report.ended);
+        outcomes.push((report.experiments, report.actions, report.discoveries, report.best_route));
+        for server in servers {
+            server.shutdown().await?;
+        }
+    }
+    anyhow::ensure!(outcomes[0] == outcomes[1], "{:?} != {:?}", outcomes[0], outcomes[1]);
+    Ok(())
+}

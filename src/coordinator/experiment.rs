@@ -202,12 +202,6 @@ fn observation_draft(topic: Topic, payload: Payload, priority: Priority) -> Disc
 
 /// The steps as script text, one item per step.
 fn steps_text(steps: &[Step]) -> String {
-    let words: Vec<String> = steps
-        .iter()
-        .map(|step| match step {
-            Step::Press(key) => key.to_string(),
-            Step::Wait(frames) => format!("wait:{frames}"),
-        })
-        .collect();
+    let words: Vec<String> = steps.iter().map(Step::to_string).collect();
     words.join(" ")
 }

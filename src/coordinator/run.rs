@@ -475,12 +475,16 @@ pub async fn run(
                     }
                     let path_frames = lineage.frames;
                     let mut full_path = lineage.path;
-                    full_path.extend(outcome.steps.iter().map(step_word));
+                    full_path.extend(outcome.steps.iter().map(ToString::to_string));
                     if let Some(steps) = outcome.steps_to_goal() {
                         report.goal_reached = true;
                         let mut route = full_path.clone();
                         route.truncate(full_path.len() - outcome.steps.len() + steps);
-                        let frames = path_frames + frames_of(&outcome.steps[..steps]);
+                        let frames = path_frames
+                            + outcome.steps[..steps]
+                                .iter()
+                                .map(|step| step.frames())
+                                .sum::<u64>();
                         let better = report
                             .best_route
                             .as_ref()
@@ -702,23 +706,6 @@ async fn execute(
         }
     };
     Ok((outcome, checkpoint))
-}
-
-fn step_word(step: &crate::coordinator::script::Step) -> String {
-    match step {
-        crate::coordinator::script::Step::Press(key) => key.to_string(),
-        crate::coordinator::script::Step::Wait(frames) => format!("wait:{frames}"),
-    }
-}
-
-fn frames_of(steps: &[crate::coordinator::script::Step]) -> u64 {
-    steps
-        .iter()
-        .map(|step| match step {
-            crate::coordinator::script::Step::Press(_) => crate::gym::wire::FRAMES_PER_KEY_PRESS,
-            crate::coordinator::script::Step::Wait(frames) => u64::from(*frames),
-        })
-        .sum()
 }
 
 fn publish(fanout: &mut FanOut, knowledge: &Knowledge, batch: Vec<Discovery>) {

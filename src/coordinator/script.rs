@@ -31,6 +31,26 @@ pub enum Step {
     Wait(u32),
 }
 
+impl Step {
+    /// The frames the server emulates for the step.
+    pub fn frames(self) -> u64 {
+        match self {
+            Step::Press(_) => crate::gym::wire::FRAMES_PER_KEY_PRESS,
+            Step::Wait(frames) => u64::from(frames),
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    /// The step as one script item: `up`, `wait:30`.
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Step::Press(key) => write!(formatter, "{key}"),
+            Step::Wait(frames) => write!(formatter, "wait:{frames}"),
+        }
+    }
+}
+
 /// A parsed script: its items as written, so that it prints back the same
 /// way, and its expansion.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,7 +116,7 @@ impl Script {
 
     /// The frames the server emulates for the whole script.
     pub fn frames(&self) -> u64 {
-        self.actions().iter().map(Action::emulated_frames).sum()
+        self.steps.iter().map(|step| step.frames()).sum()
     }
 
     /// Returns true if and only if the script does nothing.

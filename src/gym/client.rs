@@ -492,8 +492,7 @@ impl GymClient {
         endpoint: Endpoint,
         body: Option<Bytes>,
     ) -> Result<(u16, Bytes), ErrorKind> {
-        let endpoint_idx = Endpoint::ALL.iter().position(|known| *known == endpoint);
-        let uri = self.inner.uris[endpoint_idx.expect("every endpoint is in `ALL`")].clone();
+        let uri = self.inner.uris[endpoint.index()].clone();
         let method = match endpoint.method() {
             "GET" => Method::GET,
             _ => Method::POST,

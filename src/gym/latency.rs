@@ -33,36 +33,29 @@ impl Latencies {
     /// Records the latency of one answered call.
     pub fn record(&self, endpoint: Endpoint, latency: Duration) {
         let micros = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let mut histogram = lock(&self.histograms[index(endpoint)]);
+        let mut histogram = lock(&self.histograms[endpoint.index()]);
         histogram.saturating_record(micros.clamp(1, MAX_TRACKED_MICROS));
     }
 
     /// Counts one failed call.
     pub fn record_error(&self, endpoint: Endpoint) {
-        self.errors[index(endpoint)].fetch_add(1, Ordering::Relaxed);
+        self.errors[endpoint.index()].fetch_add(1, Ordering::Relaxed);
     }
 
     /// A copy of one endpoint's histogram, in microseconds.
     pub fn snapshot(&self, endpoint: Endpoint) -> Histogram<u64> {
-        lock(&self.histograms[index(endpoint)]).clone()
+        lock(&self.histograms[endpoint.index()]).clone()
     }
 
     /// How many calls to `endpoint` failed.
     pub fn errors(&self, endpoint: Endpoint) -> u64 {
-        self.errors[index(endpoint)].load(Ordering::Relaxed)
+        self.errors[endpoint.index()].load(Ordering::Relaxed)
     }
 }
 
 fn new_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, MAX_TRACKED_MICROS, 3)
         .expect("the bounds are constants that hdrhistogram accepts")
-}
-
-fn index(endpoint: Endpoint) -> usize {
-    Endpoint::ALL
-        .iter()
-        .position(|known| *known == endpoint)
-        .unwrap_or(0)
 }
 
 fn lock(histogram: &Mutex<Histogram<u64>>) -> std::sync::MutexGuard<'_, Histogram<u64>> {

@@ -61,6 +61,19 @@ impl Endpoint {
         Endpoint::SaveState,
     ];
 
+    /// The endpoint's position in [`Endpoint::ALL`], for per-endpoint
+    /// tables.
+    pub fn index(self) -> usize {
+        match self {
+            Endpoint::Initialize => 0,
+            Endpoint::Action => 1,
+            Endpoint::Status => 2,
+            Endpoint::Stop => 3,
+            Endpoint::Evaluate => 4,
+            Endpoint::SaveState => 5,
+        }
+    }
+
     /// The request path, such as `/action`.
     pub fn path(self) -> &'static str {
         match self {

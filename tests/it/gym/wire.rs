@@ -343,3 +343,10 @@ fn every_valid_action_serializes_to_the_servers_schema() -> Result<(), PropertyF
         Ok(())
     })
 }
+
+#[gymfleet_harness::test]
+fn each_endpoint_indexes_its_place_in_all() {
+    for (position, endpoint) in Endpoint::ALL.into_iter().enumerate() {
+        assert_eq!(endpoint.index(), position, "{endpoint}");
+    }
+}

@@ -225,6 +225,24 @@ struct WorkerSlot {
     awaiting_batch: Option<u64>,
 }
 
+impl WorkerSlot {
+    /// Turns what an outcome showed into discoveries with this worker's
+    /// next ids.
+    fn stamp(&mut self, worker: WorkerId, outcome: &Outcome) -> Vec<Discovery> {
+        let mut discoveries = Vec::new();
+        for draft in outcome.discoveries() {
+            self.next_sequence += 1;
+            match draft.finish(DiscoveryId::now(worker, self.next_sequence)) {
+                Ok(discovery) => discoveries.push(discovery),
+                Err(error) => {
+                    tracing::warn!(%error, %worker, "an outcome made an invalid discovery")
+                }
+            }
+        }
+        discoveries
+    }
+}
+
 /// Runs the coordinator over `fleet` until the goal is reached, the time
 /// limit passes, every server is dead, or `shutdown` completes.
 pub async fn run(
@@ -410,134 +428,125 @@ pub async fn run(
                 slot.breaker_events += 1;
             }
         }
-        if let Some(Event::StoreFailed(error)) = event {
-            return Err(error.into());
-        }
-        if let Some(Event::Durable(batch)) = event {
-            write_in_flight = false;
-            batches_durable += 1;
-            for slot in &mut workers {
-                if slot
-                    .awaiting_batch
-                    .is_some_and(|batch| batch <= batches_durable)
-                {
-                    slot.awaiting_batch = None;
+        match event {
+            Some(Event::StoreFailed(error)) => return Err(error.into()),
+            Some(Event::Durable(batch)) => {
+                write_in_flight = false;
+                batches_durable += 1;
+                for slot in &mut workers {
+                    if slot
+                        .awaiting_batch
+                        .is_some_and(|batch| batch <= batches_durable)
+                    {
+                        slot.awaiting_batch = None;
+                    }
                 }
+                accept(&mut knowledge, &mut propagation, &mut report, batch);
             }
-            accept(&mut knowledge, &mut propagation, &mut report, batch);
-        } else if let Some(Event::Finished {
-            worker,
-            result,
-            lineage,
-        }) = event
-        {
-            let workers_len = workers.len();
-            let slot = &mut workers[worker];
-            let experiment = slot.busy.take();
-            let accepted = match *result {
-                Err(error) => {
-                    tracing::warn!(server = %slot.client.server(), error = %error, "experiment could not start");
-                    slot.failures_in_a_row += 1;
-                    slot.failed_experiments += 1;
-                    slot.parked_until =
-                        Some(Instant::now() + park_for(&config, slot.failures_in_a_row));
-                    // Nothing was pressed, so another worker may run it, if
-                    // it starts fresh (a save state lives on its server
-                    // only) and it is the experiment the server's first
-                    // failure cut short: later ones are probes of a server
-                    // known to be failing, and requeueing every one would
-                    // flood the healthy workers.
-                    let runnable_anywhere = experiment
-                        .as_ref()
-                        .is_some_and(|experiment| experiment.start == StartState::Fresh);
-                    let first_failure = slot.failures_in_a_row == 1;
-                    if runnable_anywhere && first_failure && requeued.len() < workers_len {
-                        requeued.extend(experiment);
-                    }
-                    Vec::new()
-                }
-                Ok((outcome, checkpoint)) => {
-                    report.experiments += 1;
-                    report.actions += outcome.steps.len() as u64;
-                    report.maps_visited.insert(outcome.start.location.clone());
-                    for observation in &outcome.observations {
-                        if !report.maps_visited.contains(&observation.location) {
-                            report.maps_visited.insert(observation.location.clone());
-                        }
-                    }
-                    if outcome.error.is_some() {
+            Some(Event::Finished {
+                worker,
+                result,
+                lineage,
+            }) => {
+                let workers_len = workers.len();
+                let slot = &mut workers[worker];
+                let experiment = slot.busy.take();
+                let accepted = match *result {
+                    Err(error) => {
+                        tracing::warn!(server = %slot.client.server(), error = %error, "experiment could not start");
                         slot.failures_in_a_row += 1;
                         slot.failed_experiments += 1;
                         slot.parked_until =
                             Some(Instant::now() + park_for(&config, slot.failures_in_a_row));
-                    } else {
-                        slot.failures_in_a_row = 0;
-                    }
-                    let path_frames = lineage.frames;
-                    let mut full_path = lineage.path;
-                    full_path.extend(outcome.steps.iter().map(ToString::to_string));
-                    if let Some(steps) = outcome.steps_to_goal() {
-                        report.goal_reached = true;
-                        let mut route = full_path.clone();
-                        route.truncate(full_path.len() - outcome.steps.len() + steps);
-                        let frames = path_frames
-                            + outcome.steps[..steps]
-                                .iter()
-                                .map(|step| step.frames())
-                                .sum::<u64>();
-                        let better = report
-                            .best_route
+                        // Nothing was pressed, so another worker may run it, if
+                        // it starts fresh (a save state lives on its server
+                        // only) and it is the experiment the server's first
+                        // failure cut short: later ones are probes of a server
+                        // known to be failing, and requeueing every one would
+                        // flood the healthy workers.
+                        let runnable_anywhere = experiment
                             .as_ref()
-                            .is_none_or(|best| frames < best.frames);
-                        if better {
-                            report.best_route = Some(BestRoute {
-                                script: route.join(" "),
-                                frames,
-                            });
+                            .is_some_and(|experiment| experiment.start == StartState::Fresh);
+                        let first_failure = slot.failures_in_a_row == 1;
+                        if runnable_anywhere && first_failure && requeued.len() < workers_len {
+                            requeued.extend(experiment);
                         }
+                        Vec::new()
                     }
-                    if let Some(mut checkpoint) = checkpoint {
-                        let mut maps = lineage.maps;
-                        maps.insert(outcome.start.location.clone());
-                        maps.extend(outcome.observations.iter().map(|o| o.location.clone()));
-                        checkpoint.depth = maps.len();
-                        lineages.insert(
-                            checkpoint.state_file.clone(),
-                            Lineage {
-                                path: full_path,
-                                frames: path_frames + outcome.frames,
-                                maps,
-                            },
-                        );
-                        let own = &mut checkpoints[worker];
-                        if own.len() == MAX_CHECKPOINTS
-                            && let Some(oldest) = own.pop_front()
-                        {
-                            lineages.remove(&oldest.state_file);
+                    Ok((outcome, checkpoint)) => {
+                        report.experiments += 1;
+                        report.actions += outcome.steps.len() as u64;
+                        report.maps_visited.insert(outcome.start.location.clone());
+                        for observation in &outcome.observations {
+                            if !report.maps_visited.contains(&observation.location) {
+                                report.maps_visited.insert(observation.location.clone());
+                            }
                         }
-                        own.push_back(checkpoint);
-                    }
-                    let drafts = outcome.discoveries();
-                    let worker_id = WorkerId(worker as u32);
-                    let mut discoveries = Vec::with_capacity(drafts.len());
-                    for draft in drafts {
-                        slot.next_sequence += 1;
-                        let id = DiscoveryId::now(worker_id, slot.next_sequence);
-                        if let Ok(discovery) = draft.finish(id) {
-                            discoveries.push(discovery);
+                        if outcome.error.is_some() {
+                            slot.failures_in_a_row += 1;
+                            slot.failed_experiments += 1;
+                            slot.parked_until =
+                                Some(Instant::now() + park_for(&config, slot.failures_in_a_row));
+                        } else {
+                            slot.failures_in_a_row = 0;
                         }
+                        let path_frames = lineage.frames;
+                        let mut full_path = lineage.path;
+                        full_path.extend(outcome.steps.iter().map(ToString::to_string));
+                        if let Some(steps) = outcome.steps_to_goal() {
+                            report.goal_reached = true;
+                            let mut route = full_path.clone();
+                            route.truncate(full_path.len() - outcome.steps.len() + steps);
+                            let frames = path_frames
+                                + outcome.steps[..steps]
+                                    .iter()
+                                    .map(|step| step.frames())
+                                    .sum::<u64>();
+                            let better = report
+                                .best_route
+                                .as_ref()
+                                .is_none_or(|best| frames < best.frames);
+                            if better {
+                                report.best_route = Some(BestRoute {
+                                    script: route.join(" "),
+                                    frames,
+                                });
+                            }
+                        }
+                        if let Some(mut checkpoint) = checkpoint {
+                            let mut maps = lineage.maps;
+                            maps.insert(outcome.start.location.clone());
+                            maps.extend(outcome.observations.iter().map(|o| o.location.clone()));
+                            checkpoint.depth = maps.len();
+                            lineages.insert(
+                                checkpoint.state_file.clone(),
+                                Lineage {
+                                    path: full_path,
+                                    frames: path_frames + outcome.frames,
+                                    maps,
+                                },
+                            );
+                            let own = &mut checkpoints[worker];
+                            if own.len() == MAX_CHECKPOINTS
+                                && let Some(oldest) = own.pop_front()
+                            {
+                                lineages.remove(&oldest.state_file);
+                            }
+                            own.push_back(checkpoint);
+                        }
+                        slot.stamp(WorkerId(worker as u32), &outcome)
                     }
-                    discoveries
-                }
-            };
-            claims.remove(&worker);
+                };
+                claims.remove(&worker);
 
-            // Accepted means durable: staged until the writer says so.
-            if !accepted.is_empty() {
-                // Staged discoveries go out in the next batch sent.
-                workers[worker].awaiting_batch = Some(batches_sent + 1);
+                // Accepted means durable: staged until the writer says so.
+                if !accepted.is_empty() {
+                    // Staged discoveries go out in the next batch sent.
+                    workers[worker].awaiting_batch = Some(batches_sent + 1);
+                }
+                staged.extend(accepted);
             }
-            staged.extend(accepted);
+            None => {}
         }
         if !write_in_flight && !staged.is_empty() {
             match writes.try_send(std::mem::take(&mut staged)) {
@@ -583,15 +592,7 @@ pub async fn run(
                 let Ok((outcome, _)) = *result else { continue };
                 report.experiments += 1;
                 report.actions += outcome.steps.len() as u64;
-                for draft in outcome.discoveries() {
-                    workers[worker].next_sequence += 1;
-                    let sequence = workers[worker].next_sequence;
-                    if let Ok(discovery) =
-                        draft.finish(DiscoveryId::now(WorkerId(worker as u32), sequence))
-                    {
-                        staged.push(discovery);
-                    }
-                }
+                staged.extend(workers[worker].stamp(WorkerId(worker as u32), &outcome));
             }
             Event::Durable(batch) => {
                 write_in_flight = false;

@@ -362,56 +362,32 @@ fn parse_tile_key(key: &str) -> Option<(&str, Position)> {
 }
 
 /// The shortest walk over known-walkable tiles from `from` through a door
-/// to another map, preferring the map with the fewest known tiles.
+/// to another map, preferring the map with the fewest known tiles (and,
+/// among those, the nearest door).
 fn plan_to_door(
     tiles: &Tiles,
     map: &str,
     from: Position,
     max_steps: usize,
 ) -> Option<Vec<Direction>> {
-    let empty = BTreeMap::new();
-    let known = tiles.get(map).unwrap_or(&empty);
-    let mut previous: BTreeMap<Position, (Position, Direction)> = BTreeMap::new();
-    let mut queue = VecDeque::from([(from, 0usize)]);
-    let mut seen = BTreeSet::from([from]);
-    let mut best: Option<(usize, Vec<Direction>)> = None;
-    while let Some((position, distance)) = queue.pop_front() {
-        if distance >= max_steps {
-            continue;
-        }
-        for direction in [
-            Direction::Up,
-            Direction::Down,
-            Direction::Left,
-            Direction::Right,
-        ] {
-            let next = position.step(direction);
-            if !seen.insert(next) {
-                continue;
-            }
-            match known.get(&next) {
-                Some(Known::Door(to)) if to != map => {
-                    let n_known = tiles.get(to).map_or(0, BTreeMap::len);
-                    if best.as_ref().is_none_or(|(fewest, _)| n_known < *fewest) {
-                        let mut walk = vec![direction];
-                        let mut cursor = position;
-                        while let Some((before, step)) = previous.get(&cursor) {
-                            walk.push(*step);
-                            cursor = *before;
-                        }
-                        walk.reverse();
-                        best = Some((n_known, walk));
-                    }
-                }
-                Some(Known::Walkable) => {
-                    previous.insert(next, (position, direction));
-                    queue.push_back((next, distance + 1));
-                }
-                _ => {}
-            }
+    let mut by_known: BTreeMap<usize, BTreeSet<&str>> = BTreeMap::new();
+    for known in tiles.get(map)?.values() {
+        if let Known::Door(to) = known
+            && to != map
+        {
+            let n_known = tiles.get(to).map_or(0, BTreeMap::len);
+            by_known.entry(n_known).or_default().insert(to);
         }
     }
-    best.map(|(_, walk)| walk)
+    by_known.values().find_map(|destinations| {
+        walk(
+            tiles,
+            map,
+            from,
+            max_steps,
+            |_, known| matches!(known, Some(Known::Door(to)) if destinations.contains(to.as_str())),
+        )
+    })
 }
 
 /// The shortest walk over known-walkable tiles from `from` to a tile next

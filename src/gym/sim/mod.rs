@@ -9,4 +9,4 @@ pub mod game;
 pub mod server;
 pub mod world;
 
-pub use server::{Faults, LatencyModel, SimConfig, SimError, SimServer};
+pub use server::{Faults, Jitter, JitterDelays, LatencyModel, SimConfig, SimError, SimServer};

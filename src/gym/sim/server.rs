@@ -5,6 +5,10 @@
 //! Like the real server it holds one game and serves one request at a time:
 //! a request holds the game's lock from its first byte to its last, latency
 //! included, so a status poll sent during a long action waits for it.
+//!
+//! Every random draw comes from a generator seeded by the configuration,
+//! one stream per purpose, so a run replays exactly and turning on one kind
+//! of draw never shifts another.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +25,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use rand::rngs::ChaCha8Rng;
-use rand::{RngExt as _, SeedableRng as _};
+use rand::{Rng, RngExt as _, SeedableRng as _};
 use serde_json::{Value, json};
 use tokio::sync::{Mutex, oneshot};
 use tokio::task::JoinHandle;
@@ -40,6 +44,8 @@ pub struct LatencyModel {
     pub per_frame: Duration,
     /// Added to every `/initialize`.
     pub initialize: Duration,
+    /// Added to every answer, drawn afresh each time; `None` adds nothing.
+    pub jitter: Option<Jitter>,
 }
 
 impl LatencyModel {
@@ -48,6 +54,7 @@ impl LatencyModel {
         fixed: Duration::ZERO,
         per_frame: Duration::ZERO,
         initialize: Duration::ZERO,
+        jitter: None,
     };
 
     /// The real server headless, as measured: a key press about 53 ms, a
@@ -56,6 +63,7 @@ impl LatencyModel {
         fixed: Duration::from_millis(28),
         per_frame: Duration::from_micros(190),
         initialize: Duration::from_millis(2600),
+        jitter: None,
     };
 
     /// The real server with a window, capped at 5× speed: a key press about
@@ -64,7 +72,80 @@ impl LatencyModel {
         fixed: Duration::from_millis(10),
         per_frame: Duration::from_micros(3_400),
         initialize: Duration::from_millis(2600),
+        jitter: None,
     };
+}
+
+/// A random extra delay with a long right tail, as real servers show: a
+/// log-normal distribution whose median is `p50` and whose 99th percentile
+/// is `p99`.
+///
+/// A server started with jitter draws its delays from
+/// [`Jitter::delays`]`(seed)`, seeded with the server's own seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Jitter {
+    /// The median delay; must be above zero.
+    pub p50: Duration,
+    /// The delay that 99 answers in 100 stay under; must be at least `p50`.
+    pub p99: Duration,
+}
+
+impl Jitter {
+    /// Draws one delay from the distribution with `rng`.
+    ///
+    /// The distribution is `exp(mu + sigma * z)` for a standard normal `z`,
+    /// with `mu = ln p50` and `sigma = (ln p99 - ln p50) / z99`, where `z99`
+    /// is the standard normal's 99th percentile. A delay too long for a
+    /// `Duration` saturates.
+    pub fn sample<R: Rng + ?Sized>(&self, rng: &mut R) -> Duration {
+        let mu = self.p50.as_secs_f64().ln();
+        let sigma = (self.p99.as_secs_f64().ln() - mu) / STANDARD_NORMAL_P99;
+        let seconds = (mu + sigma * standard_normal(rng)).exp();
+        Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX)
+    }
+
+    /// The endless sequence of delays that a server seeded with `seed`
+    /// adds, in the order it adds them. The same seed gives the same
+    /// sequence.
+    pub fn delays(self, seed: u64) -> JitterDelays {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        // The world is generated from stream 0 of the same seed.
+        rng.set_stream(JITTER_STREAM);
+        JitterDelays { jitter: self, rng }
+    }
+
+    fn validate(&self) -> Result<(), SimError> {
+        if self.p50.is_zero() {
+            return Err(SimError::Jitter {
+                name: "p50",
+                requirement: "above zero",
+                value: self.p50,
+            });
+        }
+        if self.p99 < self.p50 {
+            return Err(SimError::Jitter {
+                name: "p99",
+                requirement: "at least `p50`",
+                value: self.p99,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The seeded sequence of delays of one [`Jitter`]; see [`Jitter::delays`].
+#[derive(Debug)]
+pub struct JitterDelays {
+    jitter: Jitter,
+    rng: ChaCha8Rng,
+}
+
+impl Iterator for JitterDelays {
+    type Item = Duration;
+
+    fn next(&mut self) -> Option<Duration> {
+        Some(self.jitter.sample(&mut self.rng))
+    }
 }
 
 /// Faults injected into answers, each drawn per request from a seeded
@@ -94,6 +175,16 @@ pub enum SimError {
         /// The value given.
         value: f64,
     },
+    /// A percentile of the latency jitter is out of range.
+    #[error("latency jitter `{name}` must be {requirement}, not {value:?}")]
+    Jitter {
+        /// The field.
+        name: &'static str,
+        /// What the field must be.
+        requirement: &'static str,
+        /// The value given.
+        value: Duration,
+    },
     /// The address could not be bound.
     #[error("cannot listen on `{addr}`")]
     Bind {
@@ -108,7 +199,7 @@ pub enum SimError {
 /// Everything a simulated server is configured with.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SimConfig {
-    /// Seeds the world, encounters and fault draws.
+    /// Seeds the world, encounters, fault draws and jitter.
     pub seed: u64,
     /// How long answers take.
     pub latency: LatencyModel,
@@ -128,6 +219,9 @@ impl SimConfig {
             if !(0.0..=1.0).contains(&value) {
                 return Err(SimError::Rate { name, value });
             }
+        }
+        if let Some(jitter) = &self.latency.jitter {
+            jitter.validate()?;
         }
         Ok(())
     }
@@ -159,6 +253,10 @@ impl SimServer {
 
         let shared = Arc::new(Shared {
             fault_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed.rotate_left(17))),
+            jitter: config
+                .latency
+                .jitter
+                .map(|jitter| Mutex::new(jitter.delays(config.seed))),
             world: Arc::new(World::generate(config.seed)),
             game: Mutex::new(Session::default()),
             config,
@@ -227,6 +325,8 @@ struct Shared {
     /// The one game; held for the whole of every request.
     game: Mutex<Session>,
     fault_rng: Mutex<ChaCha8Rng>,
+    /// The delays still to be drawn, if the latency model has jitter.
+    jitter: Option<Mutex<JitterDelays>>,
 }
 
 /// The server's one game and its save states.
@@ -249,16 +349,24 @@ enum Fault {
     Malformed,
 }
 
+/// How one request is to be answered, decided as it begins.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Plan {
+    fault: Fault,
+    /// Added to the latency model's delay: jitter.
+    extra_delay: Duration,
+}
+
 async fn initialize(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let mut session = shared.game.lock().await;
-    let fault = shared.draw_fault().await;
+    let plan = shared.begin().await;
     let request = match json_body(&headers, &body) {
         Ok(request) => request,
-        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+        Err(refusal) => return shared.finish(plan, 0, refusal.into_response()).await,
     };
     for (field, expected) in [
         ("headless", "bool"),
@@ -276,7 +384,7 @@ async fn initialize(
             );
             let _ = expected;
             return shared
-                .finish(fault, 0, validation(vec![issue]).into_response())
+                .finish(plan, 0, validation(vec![issue]).into_response())
                 .await;
         }
     }
@@ -288,7 +396,7 @@ async fn initialize(
                 let detail =
                     format!("Failed to initialize environment: 400: State file not found: {file}");
                 return shared
-                    .finish(fault, 0, detail_response(500, &detail).into_response())
+                    .finish(plan, 0, detail_response(500, &detail).into_response())
                     .await;
             }
         },
@@ -305,19 +413,19 @@ async fn initialize(
 
     pause(shared.config.latency.initialize).await;
     let response = (StatusCode::OK, axum::Json(state)).into_response();
-    shared.finish(fault, 0, response).await
+    shared.finish(plan, 0, response).await
 }
 
 async fn action(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
     let mut session = shared.game.lock().await;
-    let fault = shared.draw_fault().await;
+    let plan = shared.begin().await;
     let request = match json_body(&headers, &body) {
         Ok(request) => request,
-        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+        Err(refusal) => return shared.finish(plan, 0, refusal.into_response()).await,
     };
     let action = match parse_action(&request) {
         Ok(action) => action,
-        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+        Err(refusal) => return shared.finish(plan, 0, refusal.into_response()).await,
     };
 
     let ever_initialized = session.ever_initialized;
@@ -332,13 +440,13 @@ async fn action(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         None => not_initialized("Environment").into_response(),
     };
     shared
-        .finish(fault, action.emulated_frames(), response)
+        .finish(plan, action.emulated_frames(), response)
         .await
 }
 
 async fn status(State(shared): State<Arc<Shared>>) -> Response {
     let session = shared.game.lock().await;
-    let fault = shared.draw_fault().await;
+    let plan = shared.begin().await;
     let body = match &session.game {
         Some(game) => json!({
             "status": "running",
@@ -354,13 +462,13 @@ async fn status(State(shared): State<Arc<Shared>>) -> Response {
         None => json!({"status": "not_initialized"}),
     };
     shared
-        .finish(fault, 0, (StatusCode::OK, axum::Json(body)).into_response())
+        .finish(plan, 0, (StatusCode::OK, axum::Json(body)).into_response())
         .await
 }
 
 async fn stop(State(shared): State<Arc<Shared>>) -> Response {
     let mut session = shared.game.lock().await;
-    let fault = shared.draw_fault().await;
+    let plan = shared.begin().await;
     let body = match session.game.take() {
         Some(game) => json!({
             "status": "stopped",
@@ -376,13 +484,13 @@ async fn stop(State(shared): State<Arc<Shared>>) -> Response {
         None => json!({"status": "not_initialized"}),
     };
     shared
-        .finish(fault, 0, (StatusCode::OK, axum::Json(body)).into_response())
+        .finish(plan, 0, (StatusCode::OK, axum::Json(body)).into_response())
         .await
 }
 
 async fn evaluate(State(shared): State<Arc<Shared>>) -> Response {
     let session = shared.game.lock().await;
-    let fault = shared.draw_fault().await;
+    let plan = shared.begin().await;
     let response = match &session.game {
         Some(game) => {
             let badges = game.badges();
@@ -397,7 +505,7 @@ async fn evaluate(State(shared): State<Arc<Shared>>) -> Response {
         }
         None => not_initialized("Evaluator").into_response(),
     };
-    shared.finish(fault, 0, response).await
+    shared.finish(plan, 0, response).await
 }
 
 async fn save_state(
@@ -406,14 +514,14 @@ async fn save_state(
     body: Bytes,
 ) -> Response {
     let mut session = shared.game.lock().await;
-    let fault = shared.draw_fault().await;
+    let plan = shared.begin().await;
     let request = match json_body(&headers, &body) {
         Ok(request) => request,
-        Err(refusal) => return shared.finish(fault, 0, refusal.into_response()).await,
+        Err(refusal) => return shared.finish(plan, 0, refusal.into_response()).await,
     };
     let Some(game) = session.game.clone() else {
         return shared
-            .finish(fault, 0, not_initialized("Environment").into_response())
+            .finish(plan, 0, not_initialized("Environment").into_response())
             .await;
     };
     let name = match request
@@ -428,13 +536,18 @@ async fn save_state(
     session.saves.insert(name, game);
     let body = json!({"status": "success", "state_file": state_file});
     shared
-        .finish(fault, 0, (StatusCode::OK, axum::Json(body)).into_response())
+        .finish(plan, 0, (StatusCode::OK, axum::Json(body)).into_response())
         .await
 }
 
 impl Shared {
-    /// Draws this request's fault, stalling here if one is drawn.
-    async fn draw_fault(&self) -> Fault {
+    /// Begins a request: draws its fault and jitter, and stalls here if a
+    /// stall is drawn.
+    async fn begin(&self) -> Plan {
+        let jitter = match &self.jitter {
+            Some(delays) => delays.lock().await.next().unwrap_or_default(),
+            None => Duration::ZERO,
+        };
         let faults = self.config.faults;
         let (stall, fault) = {
             let mut rng = self.fault_rng.lock().await;
@@ -452,17 +565,27 @@ impl Shared {
         if stall {
             pause(faults.stall).await;
         }
-        fault
+        Plan {
+            fault,
+            extra_delay: jitter,
+        }
     }
 
-    /// Waits out the latency model, then sends `response` or the fault.
-    async fn finish(&self, fault: Fault, frames: u64, response: Response) -> Response {
+    /// Waits out the latency model and the plan's extra delay, then sends
+    /// `response` or the plan's fault.
+    async fn finish(&self, plan: Plan, frames: u64, response: Response) -> Response {
         let latency = self.config.latency;
         let emulation = latency
             .per_frame
             .saturating_mul(u32::try_from(frames).unwrap_or(u32::MAX));
-        pause(latency.fixed + emulation).await;
-        match fault {
+        pause(
+            latency
+                .fixed
+                .saturating_add(emulation)
+                .saturating_add(plan.extra_delay),
+        )
+        .await;
+        match plan.fault {
             Fault::None => response,
             Fault::Error => {
                 detail_response(500, "Internal Server Error (injected fault)").into_response()
@@ -476,6 +599,20 @@ impl Shared {
                 .into_response(),
         }
     }
+}
+
+/// The standard normal distribution's 99th percentile.
+const STANDARD_NORMAL_P99: f64 = 2.326_347_874_040_841;
+
+/// The ChaCha stream of the server's seed that jitter is drawn from.
+const JITTER_STREAM: u64 = 1;
+
+/// Draws from the standard normal distribution (Box-Muller).
+fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {
+    // `random` is in [0, 1); the logarithm needs (0, 1].
+    let radius_draw = 1.0 - rng.random::<f64>();
+    let angle_draw = rng.random::<f64>();
+    (-2.0 * radius_draw.ln()).sqrt() * (std::f64::consts::TAU * angle_draw).cos()
 }
 
 /// Waits `duration`; a zero duration returns at once, where tokio's

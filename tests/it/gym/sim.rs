@@ -4,10 +4,11 @@
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use gymfleet::gym::sim::world::{Tile, World};
-use gymfleet::gym::sim::{Faults, LatencyModel, SimConfig, SimError, SimServer};
+use gymfleet::gym::sim::{Faults, Jitter, LatencyModel, SimConfig, SimError, SimServer};
 use gymfleet::gym::wire::{
     Action, DecodeError, Direction, InitializeRequest, Key, Position, ServerError, Status,
     StopResponse,
@@ -265,4 +266,45 @@ fn a_step_in_any_direction_is_one_tile() {
     let origin = Position { x: 3, y: 3 };
     assert_eq!(origin.step(Direction::Up), Position { x: 3, y: 2 });
     assert_eq!(origin.step(Direction::Right), Position { x: 4, y: 3 });
+}
+
+/// The delay at percentile `percent` of `sorted` (nearest rank).
+fn percentile(sorted: &[Duration], percent: usize) -> Duration {
+    sorted[(sorted.len() * percent).div_ceil(100) - 1]
+}
+
+#[gymfleet_harness::test]
+fn jitter_delays_replay_from_the_seed() {
+    let jitter = Jitter { p50: Duration::from_millis(20), p99: Duration::from_millis(200) };
+    let first: Vec<Duration> = jitter.delays(7).take(100).collect();
+    assert_eq!(first, jitter.delays(7).take(100).collect::<Vec<_>>());
+    assert_ne!(first, jitter.delays(8).take(100).collect::<Vec<_>>());
+}
+
+#[gymfleet_harness::test]
+fn jitter_delays_have_the_configured_median_and_99th_percentile() {
+    let jitter = Jitter { p50: Duration::from_millis(20), p99: Duration::from_millis(200) };
+    let mut delays: Vec<Duration> = jitter.delays(3).take(10_000).collect();
+    delays.sort_unstable();
+    for (percent, expected) in [(50, jitter.p50), (99, jitter.p99)] {
+        let measured = percentile(&delays, percent);
+        let error = measured.abs_diff(expected);
+        assert!(error <= expected / 10, "p{percent} is {measured:?}, configured {expected:?}");
+    }
+}
+
+#[gymfleet_harness::test]
+async fn invalid_jitter_is_refused_by_field() -> anyhow::Result<()> {
+    let zero_median = Jitter { p50: Duration::ZERO, p99: Duration::from_millis(5) };
+    let tail_below_median = Jitter { p50: Duration::from_millis(5), p99: Duration::from_millis(4) };
+    for (jitter, field) in [(zero_median, "p50"), (tail_below_median, "p99")] {
+        let latency = LatencyModel { jitter: Some(jitter), ..LatencyModel::ZERO };
+        match SimServer::start(LOOPBACK.parse()?, SimConfig { latency, ..zero_latency(1) }).await {
+            Err(error @ SimError::Jitter { name, .. }) if name == field => {
+                ensure!(error.to_string().contains(&format!("`{field}`")), "{error}");
+            }
+            other => anyhow::bail!("{jitter:?} was not refused by `{field}`: {other:?}"),
+        }
+    }
+    Ok(())
 }

@@ -170,6 +170,7 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 seed: args.seed + u64::from(server_idx),
                 latency,
                 faults,
+                schedule: Vec::new(),
             };
             let server = SimServer::start(addr, config).await?;
             println!(
@@ -236,6 +237,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                     seed: args.seed,
                     latency,
                     faults: Faults::default(),
+                    schedule: Vec::new(),
                 };
                 let server =
                     SimServer::start(SocketAddr::from(([127, 0, 0, 1], 0)), sim_config).await?;

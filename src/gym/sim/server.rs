@@ -6,13 +6,16 @@
 //! a request holds the game's lock from its first byte to its last, latency
 //! included, so a status poll sent during a long action waits for it.
 //!
-//! Every random draw comes from a generator seeded by the configuration,
-//! one stream per purpose, so a run replays exactly and turning on one kind
-//! of draw never shifts another.
+//! Besides faults drawn at random per request, a server can follow a
+//! schedule: from a point in time or from the n-th request on, answers get
+//! slower, a run of them fail, or the server dies. Every random draw comes
+//! from a generator seeded by the configuration, one stream per purpose, so
+//! a run replays exactly and turning on one kind of draw never shifts
+//! another.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::pin::Pin;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -23,12 +26,15 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
+use hyper_util::rt::TokioIo;
+use hyper_util::service::TowerToHyperService;
 use rand::rngs::ChaCha8Rng;
 use rand::{Rng, RngExt as _, SeedableRng as _};
 use serde_json::{Value, json};
-use tokio::sync::{Mutex, oneshot};
-use tokio::task::JoinHandle;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Mutex, Notify, oneshot, watch};
+use tokio::task::{JoinHandle, JoinSet};
+use tokio::time::Instant;
 
 use crate::gym::sim::game::Game;
 use crate::gym::sim::world::World;
@@ -164,6 +170,50 @@ pub struct Faults {
     pub malformed_rate: f64,
 }
 
+/// A fault that strikes once its trigger is reached and, for `Slow` and
+/// `Die`, lasts for the rest of the server's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scheduled {
+    /// When the fault strikes.
+    pub at: Trigger,
+    /// What happens then.
+    pub fault: ScheduledFault,
+}
+
+/// When a scheduled fault strikes. Triggers are checked as each request
+/// begins; a `Die` after a time also strikes with no request at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trigger {
+    /// Once this long has passed since the server started, on tokio's
+    /// clock.
+    After(Duration),
+    /// From the request with this index on, counting from 0 across every
+    /// endpoint in the order the server takes them up.
+    Request(u64),
+}
+
+/// What a scheduled fault does. Faults that have struck add up: two `Slow`
+/// faults add both delays, and a slow answer can also be an error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ScheduledFault {
+    /// Every answer from then on takes `extra` longer.
+    Slow {
+        /// The delay added to each answer.
+        extra: Duration,
+    },
+    /// The next `count` answers, the striking request's included, are `500`
+    /// answers, with the same body as a random error fault. As with the
+    /// random fault, the request's work is done all the same.
+    Errors {
+        /// How many answers fail.
+        count: u32,
+    },
+    /// The server stops at once: it closes its listener and every open
+    /// connection, so the request in flight gets no answer and later ones
+    /// cannot connect.
+    Die,
+}
+
 /// Why a simulated server cannot start.
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -203,8 +253,10 @@ pub struct SimConfig {
     pub seed: u64,
     /// How long answers take.
     pub latency: LatencyModel,
-    /// Faults to inject.
+    /// Faults to inject at random.
     pub faults: Faults,
+    /// Faults to inject at set points, in any order.
+    pub schedule: Vec<Scheduled>,
 }
 
 impl SimConfig {
@@ -232,24 +284,19 @@ impl SimConfig {
 pub struct SimServer {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
-    task: Option<JoinHandle<std::io::Result<()>>>,
+    task: Option<JoinHandle<()>>,
 }
 
 impl SimServer {
     /// Starts a server on `bind` (port 0 picks a free port).
     pub async fn start(bind: SocketAddr, config: SimConfig) -> Result<SimServer, SimError> {
         config.validate()?;
-        let listener = tokio::net::TcpListener::bind(bind)
+        let listener = TcpListener::bind(bind)
             .await
             .map_err(|source| SimError::Bind { addr: bind, source })?;
         let addr = listener
             .local_addr()
             .map_err(|source| SimError::Bind { addr: bind, source })?;
-        let listener = listener.tap_io(|stream| {
-            // Nagle's algorithm would hold small answers back for tens of
-            // milliseconds; the real server's uvicorn disables it too.
-            let _ = stream.set_nodelay(true);
-        });
 
         let shared = Arc::new(Shared {
             fault_rng: Mutex::new(ChaCha8Rng::seed_from_u64(config.seed.rotate_left(17))),
@@ -257,6 +304,9 @@ impl SimServer {
                 .latency
                 .jitter
                 .map(|jitter| Mutex::new(jitter.delays(config.seed))),
+            timeline: Mutex::new(Timeline::new(config.schedule.clone())),
+            started: Instant::now(),
+            death: Notify::new(),
             world: Arc::new(World::generate(config.seed)),
             game: Mutex::new(Session::default()),
             config,
@@ -268,16 +318,10 @@ impl SimServer {
             .route("/stop", post(stop))
             .route("/evaluate", get(evaluate))
             .route("/save_state", post(save_state))
-            .with_state(shared);
+            .with_state(Arc::clone(&shared));
 
-        let (shutdown, signal) = oneshot::channel::<()>();
-        let task = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = signal.await;
-                })
-                .await
-        });
+        let (shutdown, stop_signal) = oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, router, shared, stop_signal));
         tracing::info!(%addr, "simulated gym server listening");
         Ok(SimServer {
             addr,
@@ -297,15 +341,14 @@ impl SimServer {
     }
 
     /// Stops accepting connections, lets in-flight requests finish, and
-    /// waits for the server to end.
+    /// waits for the server to end. A server that died as scheduled has
+    /// ended already.
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(shutdown) = self.shutdown.take() {
             let _ = shutdown.send(());
         }
         match self.task.take() {
-            Some(task) => task
-                .await
-                .unwrap_or_else(|error| Err(std::io::Error::other(error))),
+            Some(task) => task.await.map_err(std::io::Error::other),
             None => Ok(()),
         }
     }
@@ -327,6 +370,13 @@ struct Shared {
     fault_rng: Mutex<ChaCha8Rng>,
     /// The delays still to be drawn, if the latency model has jitter.
     jitter: Option<Mutex<JitterDelays>>,
+    /// The scheduled faults, counted off as requests begin.
+    timeline: Mutex<Timeline>,
+    /// When the server started, on tokio's clock: `Trigger::After` counts
+    /// from here.
+    started: Instant,
+    /// Wakes the serve task when a request finds that the server must die.
+    death: Notify,
 }
 
 /// The server's one game and its save states.
@@ -353,8 +403,75 @@ enum Fault {
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Plan {
     fault: Fault,
-    /// Added to the latency model's delay: jitter.
+    /// Added to the latency model's delay: scheduled slowness and jitter.
     extra_delay: Duration,
+}
+
+/// The scheduled faults of one server: those still waiting for their
+/// trigger, and what those that struck have left behind.
+#[derive(Debug)]
+struct Timeline {
+    /// Entries whose trigger has not been reached yet.
+    waiting: Vec<Scheduled>,
+    /// Requests begun so far.
+    n_requests: u64,
+    /// The sum of the `Slow` faults that struck.
+    slowdown: Duration,
+    /// Error answers still owed to `Errors` faults that struck.
+    errors_owed: u64,
+}
+
+/// What the schedule asks of one request.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Due {
+    slowdown: Duration,
+    error: bool,
+    die: bool,
+}
+
+impl Timeline {
+    fn new(schedule: Vec<Scheduled>) -> Timeline {
+        Timeline {
+            waiting: schedule,
+            n_requests: 0,
+            slowdown: Duration::ZERO,
+            errors_owed: 0,
+        }
+    }
+
+    /// Counts a request that begins `since_start` after the server started,
+    /// strikes every fault whose trigger it reaches, and says what the
+    /// request must suffer.
+    fn begin_request(&mut self, since_start: Duration) -> Due {
+        let request_idx = self.n_requests;
+        self.n_requests += 1;
+
+        let mut die = false;
+        let reached = |entry: &mut Scheduled| match entry.at {
+            Trigger::After(delay) => since_start >= delay,
+            Trigger::Request(first_idx) => request_idx >= first_idx,
+        };
+        for entry in self.waiting.extract_if(.., reached) {
+            tracing::debug!(request_idx, ?since_start, fault = ?entry.fault, "scheduled fault struck");
+            match entry.fault {
+                ScheduledFault::Slow { extra } => {
+                    self.slowdown = self.slowdown.saturating_add(extra)
+                }
+                ScheduledFault::Errors { count } => self.errors_owed += u64::from(count),
+                ScheduledFault::Die => die = true,
+            }
+        }
+
+        let error = self.errors_owed > 0;
+        if error {
+            self.errors_owed -= 1;
+        }
+        Due {
+            slowdown: self.slowdown,
+            error,
+            die,
+        }
+    }
 }
 
 async fn initialize(
@@ -541,15 +658,27 @@ async fn save_state(
 }
 
 impl Shared {
-    /// Begins a request: draws its fault and jitter, and stalls here if a
-    /// stall is drawn.
+    /// Begins a request: counts it against the schedule, draws its fault
+    /// and jitter, and stalls here if a stall is drawn. If the request
+    /// brings the server's death, this never returns: the serve task drops
+    /// the connection, and this request with it.
     async fn begin(&self) -> Plan {
+        let due = self
+            .timeline
+            .lock()
+            .await
+            .begin_request(self.started.elapsed());
+        if due.die {
+            self.death.notify_one();
+            std::future::pending::<()>().await;
+        }
+
         let jitter = match &self.jitter {
             Some(delays) => delays.lock().await.next().unwrap_or_default(),
             None => Duration::ZERO,
         };
         let faults = self.config.faults;
-        let (stall, fault) = {
+        let (stall, drawn) = {
             let mut rng = self.fault_rng.lock().await;
             let stall = faults.stall_rate > 0.0 && rng.random_bool(faults.stall_rate);
             let fault = match () {
@@ -565,9 +694,16 @@ impl Shared {
         if stall {
             pause(faults.stall).await;
         }
+
+        // The random draws above happen whatever the schedule says, so that
+        // a schedule never shifts the faults of the requests after it.
+        let fault = match due.error {
+            true => Fault::Error,
+            false => drawn,
+        };
         Plan {
             fault,
-            extra_delay: jitter,
+            extra_delay: due.slowdown.saturating_add(jitter),
         }
     }
 
@@ -599,6 +735,117 @@ impl Shared {
                 .into_response(),
         }
     }
+
+    /// Completes once the server must die: a request brought its death, or
+    /// the earliest `Die` after a time is due.
+    async fn died(&self) {
+        let die_at = self
+            .config
+            .schedule
+            .iter()
+            .filter_map(|entry| match entry {
+                Scheduled {
+                    at: Trigger::After(delay),
+                    fault: ScheduledFault::Die,
+                } => self.started.checked_add(*delay),
+                _ => None,
+            })
+            .min();
+        let timer = async {
+            match die_at {
+                Some(die_at) => tokio::time::sleep_until(die_at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = self.death.notified() => {}
+            () = timer => {}
+        }
+    }
+}
+
+/// Accepts connections and serves each in a task of its own, until `stop`
+/// fires or the server dies.
+///
+/// Stopping is graceful: the listener closes, every connection finishes the
+/// request in flight and closes, and this waits for them all. Dying is not:
+/// returning drops the listener and the `JoinSet`, which aborts every
+/// connection's task and so closes its socket, mid-request or not.
+async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shared: Arc<Shared>,
+    mut stop: oneshot::Receiver<()>,
+) {
+    let addr = listener.local_addr().ok();
+    let mut connections = JoinSet::new();
+    let (closing, closing_watch) = watch::channel(false);
+    let mut died = pin!(shared.died());
+
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    connections.spawn(serve_connection(stream, router.clone(), closing_watch.clone()));
+                }
+                Err(error) => {
+                    // Out of file descriptors, most likely: give the
+                    // connections in flight a moment to free some.
+                    tracing::warn!(?addr, %error, "simulated gym server cannot accept");
+                    pause(ACCEPT_BACKOFF).await;
+                }
+            },
+            Some(_) = connections.join_next() => {}
+            _ = &mut stop => break,
+            () = &mut died => {
+                tracing::info!(?addr, "simulated gym server died as scheduled");
+                return;
+            }
+        }
+    }
+
+    drop(listener);
+    let _ = closing.send(true);
+    loop {
+        // A request may still bring the server's death while it drains;
+        // its handler never ends, so only dying ends the wait then.
+        tokio::select! {
+            joined = connections.join_next() => if joined.is_none() {
+                return;
+            },
+            () = &mut died => {
+                tracing::info!(?addr, "simulated gym server died as scheduled");
+                return;
+            }
+        }
+    }
+}
+
+/// Serves one connection's requests until the client closes it, or, once
+/// `closing` turns true, until the request in flight is answered.
+async fn serve_connection(stream: TcpStream, router: Router, mut closing: watch::Receiver<bool>) {
+    // Nagle's algorithm would hold small answers back for tens of
+    // milliseconds; the real server's uvicorn disables it too.
+    let _ = stream.set_nodelay(true);
+    let service = TowerToHyperService::new(router);
+    let mut connection = pin!(
+        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service)
+    );
+
+    let mut asked_to_close = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            // An error means the serve task is gone, which aborts this task.
+            _ = closing.wait_for(|closing| *closing), if !asked_to_close => {
+                asked_to_close = true;
+                connection.as_mut().graceful_shutdown();
+            }
+        }
+    };
+    if let Err(error) = result {
+        tracing::trace!(%error, "simulated gym connection failed");
+    }
 }
 
 /// The standard normal distribution's 99th percentile.
@@ -606,6 +853,9 @@ const STANDARD_NORMAL_P99: f64 = 2.326_347_874_040_841;
 
 /// The ChaCha stream of the server's seed that jitter is drawn from.
 const JITTER_STREAM: u64 = 1;
+
+/// How long the server waits after a failed `accept` before the next.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
 /// Draws from the standard normal distribution (Box-Muller).
 fn standard_normal<R: Rng + ?Sized>(rng: &mut R) -> f64 {

@@ -8,12 +8,15 @@ use std::time::Duration;
 
 use anyhow::{Context as _, ensure};
 use gymfleet::gym::sim::world::{Tile, World};
-use gymfleet::gym::sim::{Faults, Jitter, LatencyModel, SimConfig, SimError, SimServer};
+use gymfleet::gym::sim::{
+    Faults, Jitter, LatencyModel, Scheduled, ScheduledFault, SimConfig, SimError, SimServer, Trigger,
+};
 use gymfleet::gym::wire::{
     Action, DecodeError, Direction, InitializeRequest, Key, Position, ServerError, Status,
     StopResponse,
 };
-use gymfleet::gym::{ClientConfig, ErrorKind, GymClient, RetryPolicy};
+use gymfleet::gym::breaker::BreakerConfig;
+use gymfleet::gym::{ClientConfig, Deadlines, ErrorKind, GymClient, RetryPolicy};
 use gymfleet_harness::prop::{self, PropertyFailure};
 use proptest::prelude::*;
 use serde_json::Value;
@@ -31,7 +34,7 @@ async fn start(config: SimConfig) -> anyhow::Result<(SimServer, GymClient)> {
 }
 
 fn zero_latency(seed: u64) -> SimConfig {
-    SimConfig { seed, latency: LatencyModel::ZERO, faults: Faults::default() }
+    SimConfig { seed, latency: LatencyModel::ZERO, faults: Faults::default(), schedule: Vec::new() }
 }
 
 /// The fewest moves from the start to the goal, walking through doors, or
@@ -268,6 +271,143 @@ fn a_step_in_any_direction_is_one_tile() {
     assert_eq!(origin.step(Direction::Right), Position { x: 4, y: 3 });
 }
 
+/// How one status poll of a server with faults ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ended {
+    Answered,
+    /// A `500` with the body of an injected fault.
+    InjectedError,
+    /// Refused, reset or closed before the answer.
+    ConnectionFailed,
+}
+
+/// Starts a server and a client that never retries, never opens its
+/// breaker and waits a minute for a connection or an answer, so that only
+/// the server decides how each call ends, on a paused clock too.
+async fn start_patient(config: SimConfig) -> anyhow::Result<(SimServer, GymClient)> {
+    let server = SimServer::start(LOOPBACK.parse()?, config).await?;
+    let patient = Duration::from_secs(60);
+    let deadlines = Deadlines {
+        action_base: patient,
+        initialize: patient,
+        status: patient,
+        evaluate: patient,
+        stop: patient,
+        save_state: patient,
+        ..Deadlines::default()
+    };
+    let config = ClientConfig {
+        connect_timeout: patient,
+        deadlines,
+        retry: RetryPolicy { max_attempts: 1, ..RetryPolicy::default() },
+        breaker: BreakerConfig {
+            consecutive_failures: u32::MAX,
+            failure_rate: 1.0,
+            window: 1000,
+            min_calls: 1000,
+            ..BreakerConfig::default()
+        },
+        ..ClientConfig::default()
+    };
+    let client = GymClient::new(&server.url(), config)?;
+    Ok((server, client))
+}
+
+fn scheduled(schedule: Vec<Scheduled>) -> SimConfig {
+    SimConfig { schedule, ..zero_latency(1) }
+}
+
+/// Polls the status `n_calls` times, one after another, and says how each
+/// call ended and how long it took on tokio's clock.
+async fn poll_status(client: &GymClient, n_calls: usize) -> anyhow::Result<Vec<(Ended, Duration)>> {
+    let mut outcomes = Vec::with_capacity(n_calls);
+    for call_idx in 0..n_calls {
+        let started = tokio::time::Instant::now();
+        let ended = match client.status().await {
+            Ok(_) => Ended::Answered,
+            Err(error) => match (&error.kind, error.server_error()) {
+                (_, Some(ServerError::Http { status: 500, detail })) if detail.contains("injected fault") => {
+                    Ended::InjectedError
+                }
+                (ErrorKind::Connect(_) | ErrorKind::Transport(_), _) => Ended::ConnectionFailed,
+                _ => anyhow::bail!("call {call_idx} failed unexpectedly: {error:#}"),
+            },
+        };
+        outcomes.push((ended, started.elapsed()));
+    }
+    Ok(outcomes)
+}
+
+fn endings(outcomes: &[(Ended, Duration)]) -> Vec<Ended> {
+    outcomes.iter().map(|(ended, _)| *ended).collect()
+}
+
+#[gymfleet_harness::test]
+async fn scheduled_errors_fail_exactly_the_next_count_answers() -> anyhow::Result<()> {
+    let errors = Scheduled { at: Trigger::Request(2), fault: ScheduledFault::Errors { count: 3 } };
+    let (server, client) = start_patient(scheduled(vec![errors])).await?;
+    let outcomes = poll_status(&client, 6).await?;
+    use Ended::{Answered, InjectedError};
+    ensure!(
+        endings(&outcomes) == [Answered, Answered, InjectedError, InjectedError, InjectedError, Answered],
+        "{outcomes:?}"
+    );
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_scheduled_slowdown_delays_every_later_answer_and_combines_with_errors() -> anyhow::Result<()> {
+    let extra = Duration::from_secs(10);
+    let schedule = vec![
+        Scheduled { at: Trigger::Request(1), fault: ScheduledFault::Slow { extra } },
+        Scheduled { at: Trigger::Request(2), fault: ScheduledFault::Errors { count: 1 } },
+    ];
+    let (server, client) = start_patient(scheduled(schedule)).await?;
+    let outcomes = poll_status(&client, 4).await?;
+    use Ended::{Answered, InjectedError};
+    ensure!(endings(&outcomes) == [Answered, Answered, InjectedError, Answered], "{outcomes:?}");
+    ensure!(outcomes[0].1 < extra, "the answer before the slowdown was slow: {outcomes:?}");
+    for (ended, elapsed) in &outcomes[1..] {
+        ensure!(*elapsed >= extra, "a {ended:?} answer after the slowdown took {elapsed:?}");
+    }
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+async fn a_server_scheduled_to_die_at_a_request_drops_it_and_refuses_the_rest() -> anyhow::Result<()> {
+    let die = Scheduled { at: Trigger::Request(1), fault: ScheduledFault::Die };
+    let (server, client) = start_patient(scheduled(vec![die])).await?;
+    let outcomes = poll_status(&client, 4).await?;
+    use Ended::{Answered, ConnectionFailed};
+    ensure!(endings(&outcomes) == [Answered, ConnectionFailed, ConnectionFailed, ConnectionFailed], "{outcomes:?}");
+    server.shutdown().await?;
+    Ok(())
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_server_scheduled_to_die_after_a_time_dies_with_no_request() -> anyhow::Result<()> {
+    let lifetime = Duration::from_secs(30);
+    let die = Scheduled { at: Trigger::After(lifetime), fault: ScheduledFault::Die };
+    let (server, client) = start_patient(scheduled(vec![die])).await?;
+    let before = poll_status(&client, 1).await?;
+    ensure!(endings(&before) == [Ended::Answered], "{before:?}");
+
+    // The paused clock moves only when every task is idle, so the server
+    // has done all it does at its death before this returns.
+    tokio::time::sleep(lifetime + Duration::from_secs(1)).await;
+    let connected = tokio::net::TcpStream::connect(server.addr()).await;
+    ensure!(
+        connected.as_ref().is_err_and(|error| error.kind() == std::io::ErrorKind::ConnectionRefused),
+        "the listener outlived the server: {connected:?}"
+    );
+    let after = poll_status(&client, 2).await?;
+    ensure!(endings(&after) == [Ended::ConnectionFailed; 2], "{after:?}");
+    server.shutdown().await?;
+    Ok(())
+}
+
 /// The delay at percentile `percent` of `sorted` (nearest rank).
 fn percentile(sorted: &[Duration], percent: usize) -> Duration {
     sorted[(sorted.len() * percent).div_ceil(100) - 1]
@@ -306,5 +446,26 @@ async fn invalid_jitter_is_refused_by_field() -> anyhow::Result<()> {
             other => anyhow::bail!("{jitter:?} was not refused by `{field}`: {other:?}"),
         }
     }
+    Ok(())
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn jitter_and_a_schedule_leave_the_random_faults_as_they_were() -> anyhow::Result<()> {
+    let faults = Faults { error_rate: 0.5, ..Faults::default() };
+    let plain = SimConfig { faults, ..zero_latency(9) };
+    let jitter = Jitter { p50: Duration::from_millis(20), p99: Duration::from_millis(200) };
+    let busy = SimConfig {
+        latency: LatencyModel { jitter: Some(jitter), ..LatencyModel::ZERO },
+        schedule: vec![Scheduled { at: Trigger::Request(5), fault: ScheduledFault::Slow { extra: Duration::from_secs(1) } }],
+        ..plain.clone()
+    };
+    let mut endings_by_config = Vec::new();
+    for config in [plain, busy] {
+        let (server, client) = start_patient(config).await?;
+        endings_by_config.push(endings(&poll_status(&client, 20).await?));
+        server.shutdown().await?;
+    }
+    ensure!(endings_by_config[0].contains(&Ended::InjectedError), "{endings_by_config:?}");
+    ensure!(endings_by_config[0] == endings_by_config[1], "{endings_by_config:?}");
     Ok(())
 }

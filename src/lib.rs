@@ -9,3 +9,4 @@
 pub mod coordinator;
 pub mod gym;
 pub mod learning;
+pub mod sla;

@@ -23,6 +23,55 @@ enum Command {
     Run(RunArgs),
     /// Serves simulated Pokemon Gym servers until Ctrl-C.
     Serve(ServeArgs),
+    /// Runs scenario files and checks their thresholds.
+    Scenario(ScenarioArgs),
+    /// Checks the last benchmark, instruction count and scenario results
+    /// against the budgets; exits 1 if one is broken, 2 if a result is
+    /// missing or a file is invalid.
+    Gate(GateArgs),
+}
+
+#[derive(Debug, Args)]
+struct ScenarioArgs {
+    /// Scenario files (`tests/scenarios/*.toml`).
+    #[arg(required = true, value_name = "FILE")]
+    files: Vec<std::path::PathBuf>,
+    /// Where results go: `<DIR>/gymfleet/sla/<name>.json` and `.svg`.
+    #[arg(long, default_value = "target", value_name = "DIR")]
+    target_dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+struct GateArgs {
+    /// The budgets file.
+    #[arg(long, default_value = ".config/budgets.toml", value_name = "FILE")]
+    budgets: std::path::PathBuf,
+    /// Where criterion's and gymfleet's results are, and where the gate
+    /// writes its report.
+    #[arg(long, default_value = "target", value_name = "DIR")]
+    target_dir: std::path::PathBuf,
+    /// Check only this section of the budgets (repeatable).
+    #[arg(long, value_enum, value_name = "SECTION")]
+    only: Vec<GateSection>,
+    /// Compare with this saved baseline instead of criterion's last run.
+    #[arg(long, value_name = "NAME")]
+    baseline: Option<String>,
+    /// Save the current results as this baseline.
+    #[arg(long, value_name = "NAME")]
+    save_baseline: Option<String>,
+    /// Print the verdict as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum GateSection {
+    /// Criterion wall-clock estimates.
+    Bench,
+    /// Instruction counts.
+    Instructions,
+    /// Scenario results.
+    Scenario,
 }
 
 #[derive(Debug, Args)]
@@ -130,6 +179,8 @@ fn main() -> ExitCode {
     let result = match command {
         Command::Run(args) => run(args),
         Command::Serve(args) => serve(args),
+        Command::Scenario(args) => scenario(args),
+        Command::Gate(args) => return gate(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -138,6 +189,147 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn scenario(args: ScenarioArgs) -> anyhow::Result<()> {
+    use gymfleet::sla::Scenario;
+
+    // Every file is checked before any runs.
+    let mut scenarios = Vec::with_capacity(args.files.len());
+    for file in &args.files {
+        let name = file
+            .file_stem()
+            .map(|stem| stem.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        scenarios.push(Scenario::read(file, &name)?);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let dir = args.target_dir.join("gymfleet/sla");
+    let mut failed = Vec::new();
+    for scenario in &scenarios {
+        let outcome = runtime.block_on(scenario.run())?;
+        let written = outcome.write(&dir).with_context(|| {
+            format!(
+                "cannot write the results of `{}` under {}",
+                scenario.name,
+                dir.display()
+            )
+        })?;
+        println!("scenario {} ({})", scenario.name, scenario.path.display());
+        print!("{}", outcome.render());
+        println!("results: {}\n", written.display());
+        if !outcome.passed() {
+            failed.push(scenario.name.clone());
+        }
+    }
+    anyhow::ensure!(
+        failed.is_empty(),
+        "thresholds failed in {}",
+        failed.join(", ")
+    );
+    Ok(())
+}
+
+fn gate(args: GateArgs) -> ExitCode {
+    use gymfleet::sla::gate::{self, Budgets, Paths, Section};
+
+    let invalid = |messages: &[String]| {
+        for message in messages {
+            eprintln!("error: {message}");
+        }
+        ExitCode::from(2)
+    };
+    let budgets = match Budgets::read(&args.budgets) {
+        Ok(budgets) => budgets,
+        Err(error) => return invalid(&[error.to_string()]),
+    };
+    let paths = Paths {
+        target: args.target_dir.clone(),
+    };
+    let only: Vec<Section> = args
+        .only
+        .iter()
+        .map(|section| match section {
+            GateSection::Bench => Section::Bench,
+            GateSection::Instructions => Section::Instructions,
+            GateSection::Scenario => Section::Scenario,
+        })
+        .collect();
+    let current = match gate::measure(&budgets, &paths, &only) {
+        Ok(current) => current,
+        Err(errors) => {
+            let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            return invalid(&messages);
+        }
+    };
+    let baseline = match &args.baseline {
+        None => None,
+        Some(name) => match gate::read_baseline(&paths, name) {
+            Ok(saved) => Some((name.as_str(), saved)),
+            Err(message) => return invalid(&[message]),
+        },
+    };
+    let verdict = gate::judge(
+        &budgets,
+        &current,
+        baseline.as_ref().map(|(name, saved)| (*name, saved)),
+        &paths,
+        &only,
+    );
+
+    match args.json {
+        true => match serde_json::to_string_pretty(&verdict) {
+            Ok(json) => println!("{json}"),
+            Err(error) => return invalid(&[error.to_string()]),
+        },
+        false => print!("{}", verdict.render()),
+    }
+    match gate::write(&verdict, &paths) {
+        Ok(dir) => eprintln!("gate report: {}", dir.display()),
+        Err(error) => eprintln!("warning: cannot write the gate's report: {error}"),
+    }
+    if let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write as _;
+        let appended = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(summary)
+            .and_then(|mut file| file.write_all(verdict.markdown().as_bytes()));
+        if let Err(error) = appended {
+            eprintln!("warning: cannot append to the job summary: {error}");
+        }
+    }
+    if let Some(name) = &args.save_baseline {
+        match gate::save_baseline(&paths, name, &current) {
+            Ok(path) => eprintln!("saved baseline `{name}` to {}", path.display()),
+            Err(error) => return invalid(&[format!("cannot save baseline `{name}`: {error}")]),
+        }
+    }
+    let failures: Vec<_> = verdict.failures().collect();
+    if failures.is_empty() {
+        eprintln!("gate: all {} checks hold", verdict.rows.len());
+        return ExitCode::SUCCESS;
+    }
+    for row in &failures {
+        eprintln!(
+            "error: {} `{}` {}: measured {}, limit {}{}",
+            row.section,
+            row.id,
+            row.check,
+            row.measured,
+            row.limit,
+            match row.note.is_empty() {
+                true => String::new(),
+                false => format!(" ({})", row.note),
+            }
+        );
+    }
+    eprintln!(
+        "gate: {} of {} checks failed",
+        failures.len(),
+        verdict.rows.len()
+    );
+    ExitCode::FAILURE
 }
 
 fn serve(args: ServeArgs) -> anyhow::Result<()> {

@@ -142,6 +142,10 @@ pub struct Report {
     pub best_route: Option<BestRoute>,
     /// Propagation latency (accepted to last replica applied), in µs.
     pub propagation_us: Percentiles,
+    /// The histogram behind `propagation_us`, for callers that need more
+    /// than two percentiles.
+    #[serde(skip)]
+    pub propagation_histogram: Option<hdrhistogram::Histogram<u64>>,
     /// Per server.
     pub servers: Vec<ServerReport>,
 }
@@ -617,6 +621,7 @@ pub async fn run(
     report.ended = ended;
     let latency = fanout.latency();
     report.propagation_us = percentiles(latency);
+    report.propagation_histogram = Some(latency.clone());
     report.servers = workers
         .iter()
         .map(|slot| ServerReport {

@@ -1,0 +1,179 @@
+//! The in-process propagation path under a synthetic workload: one source
+//! publishes batches of discoveries to subscriber replicas, each of which
+//! applies them to its own knowledge and acknowledges.
+//!
+//! Used by propagation scenarios and by the property-based SLA, which
+//! generates workloads and checks each one against the budgets.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt as _, SeedableRng as _};
+use tokio::time::Instant;
+
+use crate::learning::fanout::{Content, FanOut};
+use crate::learning::{
+    DiscoveryDraft, DiscoveryId, Knowledge, Payload, Priority, Strategy, Topic, WorkerId,
+};
+
+/// What to propagate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    /// Subscriber replicas, each its own task.
+    pub subscribers: usize,
+    /// Discoveries per published batch.
+    pub batch: usize,
+    /// Batches published, one after the other: each is published once the
+    /// previous one was applied everywhere.
+    pub publishes: usize,
+    /// The chance that a discovery answers a question already answered,
+    /// with a different payload: a conflict every replica must resolve.
+    pub conflict_rate: f64,
+    /// The length of each discovery's route script.
+    pub payload_bytes: usize,
+    /// Each subscriber's queue, in batches.
+    pub capacity: usize,
+    /// How conflicts are resolved.
+    pub strategy: Strategy,
+    /// Seeds topics, payloads and conflicts.
+    pub seed: u64,
+}
+
+impl Default for Workload {
+    fn default() -> Workload {
+        Workload {
+            subscribers: 64,
+            batch: 1,
+            publishes: 1_000,
+            conflict_rate: 0.1,
+            payload_bytes: 32,
+            capacity: 64,
+            strategy: Strategy::WeightedMerge,
+            seed: 1,
+        }
+    }
+}
+
+/// What one workload measured.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    /// Publish to last acknowledgement, per batch, in microseconds.
+    pub latency: Histogram<u64>,
+    /// Batches published.
+    pub batches: u64,
+    /// Discoveries published.
+    pub discoveries: u64,
+    /// Snapshots sent to subscribers that fell behind.
+    pub snapshots: u64,
+    /// Replicas whose knowledge differs from the source's at the end.
+    pub diverged: u64,
+    /// Wall time of the whole workload.
+    pub elapsed: Duration,
+}
+
+/// Runs `workload` on the current runtime and measures it.
+///
+/// # Panics
+///
+/// If `subscribers`, `batch` or `capacity` is zero.
+pub async fn measure(workload: &Workload) -> Measured {
+    assert!(workload.subscribers > 0 && workload.batch > 0 && workload.capacity > 0);
+    let mut rng = ChaCha8Rng::seed_from_u64(workload.seed);
+    let mut fanout = FanOut::new(workload.capacity);
+    let mut replicas = Vec::with_capacity(workload.subscribers);
+    for _ in 0..workload.subscribers {
+        let mut subscription = fanout.subscribe();
+        let strategy = workload.strategy;
+        replicas.push(tokio::spawn(async move {
+            let mut replica = Knowledge::new(strategy);
+            while let Some(delivery) = subscription.recv().await {
+                match delivery.content() {
+                    Content::Batch(discoveries) => {
+                        for discovery in discoveries.iter() {
+                            replica.insert(Arc::clone(discovery));
+                        }
+                    }
+                    Content::Snapshot(snapshot) => replica = (**snapshot).clone(),
+                }
+                delivery.ack();
+            }
+            replica
+        }));
+    }
+
+    let mut source = Knowledge::new(workload.strategy);
+    let mut n_topics = 0u32;
+    let mut sequence = 0u64;
+    let mut snapshots = 0u64;
+    let script: String = "up ".repeat(workload.payload_bytes.div_ceil(3));
+    let started = Instant::now();
+    for _ in 0..workload.publishes {
+        let mut batch = Vec::with_capacity(workload.batch);
+        for _ in 0..workload.batch {
+            let conflict = n_topics > 0 && rng.random_bool(workload.conflict_rate.clamp(0.0, 1.0));
+            let topic = match conflict {
+                true => rng.random_range(0..n_topics),
+                false => {
+                    n_topics += 1;
+                    n_topics - 1
+                }
+            };
+            sequence += 1;
+            let discovery = Arc::new(
+                draft(topic, sequence, &script, &mut rng)
+                    .finish(DiscoveryId {
+                        wall_ms: sequence,
+                        worker: WorkerId((sequence % 16) as u32),
+                        sequence,
+                    })
+                    .expect("generated discoveries are valid"),
+            );
+            source.insert(Arc::clone(&discovery));
+            batch.push(discovery);
+        }
+        let published = fanout.publish(batch.into(), Instant::now(), || Arc::new(source.clone()));
+        snapshots += published.snapshots as u64;
+        while fanout.outstanding() > 0 {
+            fanout.wait_for_acks(Duration::from_secs(5)).await;
+        }
+    }
+    let elapsed = started.elapsed();
+    let latency = fanout.latency().clone();
+    drop(fanout);
+    let mut diverged = 0;
+    for replica in replicas {
+        match replica.await {
+            Ok(replica) if replica == source => {}
+            _ => diverged += 1,
+        }
+    }
+    Measured {
+        latency,
+        batches: workload.publishes as u64,
+        discoveries: sequence,
+        snapshots,
+        diverged,
+        elapsed,
+    }
+}
+
+fn draft(topic: u32, sequence: u64, script: &str, rng: &mut ChaCha8Rng) -> DiscoveryDraft {
+    let topic = topic as i32;
+    DiscoveryDraft {
+        topic: Topic::route(
+            ("PALLET TOWN", 1, 1),
+            ("ROUTE 1", topic % 1024, topic / 1024),
+        ),
+        payload: Payload::Route {
+            script: format!("{script}{}", sequence % 7),
+            frames: 130 * (1 + sequence % 7),
+        },
+        confidence: rng.random_range(0.1..=1.0),
+        success_rate: rng.random_range(0.5..=1.0),
+        samples: rng.random_range(1..=8),
+        priority: Priority::Normal,
+        checkpoint: None,
+    }
+}

@@ -179,9 +179,20 @@ fn throughput_report(runtime: &Runtime) {
 
 fn benches(criterion: &mut Criterion) {
     let body = largest_state();
+    // A test-only switch: `GYMFLEET_BENCH_SLOWDOWN=decode/largest_game_state`
+    // decodes twice per iteration, a 2x regression for checking the gate.
+    let doubled = slowed_down("decode/largest_game_state");
     criterion.bench_function("decode/largest_game_state", |bencher| {
-        bencher
-            .iter(|| wire::decode::<GameState>(Endpoint::Action, 200, std::hint::black_box(&body)))
+        bencher.iter(|| {
+            if doubled {
+                let _ = std::hint::black_box(wire::decode::<GameState>(
+                    Endpoint::Action,
+                    200,
+                    std::hint::black_box(&body),
+                ));
+            }
+            wire::decode::<GameState>(Endpoint::Action, 200, std::hint::black_box(&body))
+        })
     });
 
     let runtime = Runtime::new().expect("a runtime");
@@ -215,9 +226,22 @@ fn benches(criterion: &mut Criterion) {
 
 criterion_group!(gym, benches);
 
+/// Whether `GYMFLEET_BENCH_SLOWDOWN` names benchmark `id`; says so on
+/// stderr when it does.
+fn slowed_down(id: &str) -> bool {
+    let slowed = std::env::var("GYMFLEET_BENCH_SLOWDOWN").is_ok_and(|named| named == id);
+    if slowed {
+        eprintln!("warning: GYMFLEET_BENCH_SLOWDOWN is set: `{id}` does its work twice");
+    }
+    slowed
+}
+
 fn main() {
     let runtime = Runtime::new().expect("a runtime");
-    if !std::env::args().any(|argument| argument == "--list") {
+    // `--list` prints names only; `GYMFLEET_BENCH_REPORTS=0` skips the
+    // printed report, for a short run of criterion's measurements alone.
+    let reports = std::env::var_os("GYMFLEET_BENCH_REPORTS").is_none_or(|value| value != "0");
+    if reports && !std::env::args().any(|argument| argument == "--list") {
         round_trip_report(&runtime);
         throughput_report(&runtime);
     }

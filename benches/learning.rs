@@ -119,8 +119,20 @@ fn propagation_report() {
 fn benches(criterion: &mut Criterion) {
     let template = draft(1, 2);
     let mut sequence = 0;
+    // A test-only switch: `GYMFLEET_BENCH_SLOWDOWN=learning/create_discovery`
+    // creates two discoveries per iteration, a 2x regression for checking
+    // the gate.
+    let doubled = slowed_down("learning/create_discovery");
     criterion.bench_function("learning/create_discovery", |bencher| {
         bencher.iter(|| {
+            if doubled {
+                sequence += 1;
+                let _ = std::hint::black_box(
+                    template
+                        .clone()
+                        .finish(DiscoveryId::now(WorkerId(1), sequence)),
+                );
+            }
             sequence += 1;
             template
                 .clone()
@@ -213,8 +225,21 @@ fn benches(criterion: &mut Criterion) {
 
 criterion_group!(learning, benches);
 
+/// Whether `GYMFLEET_BENCH_SLOWDOWN` names benchmark `id`; says so on
+/// stderr when it does.
+fn slowed_down(id: &str) -> bool {
+    let slowed = std::env::var("GYMFLEET_BENCH_SLOWDOWN").is_ok_and(|named| named == id);
+    if slowed {
+        eprintln!("warning: GYMFLEET_BENCH_SLOWDOWN is set: `{id}` does its work twice");
+    }
+    slowed
+}
+
 fn main() {
-    if !std::env::args().any(|argument| argument == "--list") {
+    // `--list` prints names only; `GYMFLEET_BENCH_REPORTS=0` skips the
+    // printed report, for a short run of criterion's measurements alone.
+    let reports = std::env::var_os("GYMFLEET_BENCH_REPORTS").is_none_or(|value| value != "0");
+    if reports && !std::env::args().any(|argument| argument == "--list") {
         propagation_report();
     }
     learning();

@@ -4,7 +4,8 @@
 //! Three kinds of measurement are budgeted:
 //!
 //! * `bench."<id>"`: criterion's estimate in
-//!   `target/criterion/<id>/new/estimates.json`. An absolute `max` fails
+//!   `target/criterion/<dir>/new/estimates.json`, where `<dir>` is the
+//!   directory whose `new/benchmark.json` names the id. An absolute `max` fails
 //!   only when the lower bound of the estimate's confidence interval is
 //!   above it; an allowed `regression` fails only when the lower bound of
 //!   the relative change is above it. The change is criterion's own
@@ -479,11 +480,16 @@ pub fn measure(
     for budget in budgets.budgets.iter().filter(selected) {
         match budget.section {
             Section::Bench => {
-                let file = paths
-                    .criterion()
-                    .join(&budget.id)
-                    .join("new/estimates.json");
-                match read_estimates(&file) {
+                let found = criterion_dir(&paths.criterion(), &budget.id)
+                    .map(|dir| dir.join("new/estimates.json"))
+                    .ok_or_else(|| {
+                        format!(
+                            "criterion has no benchmark with this id under {}; run the \
+                             bench that defines it",
+                            paths.criterion().display()
+                        )
+                    });
+                match found.and_then(|file| read_estimates(&file)) {
                     Ok(estimates) => {
                         measurements.bench.insert(budget.id.clone(), estimates);
                     }
@@ -630,13 +636,9 @@ pub fn judge(
                                 lower: estimate.lower / base.upper - 1.0,
                                 upper: estimate.upper / base.lower - 1.0,
                             }),
-                        None => read_change(
-                            &paths
-                                .criterion()
-                                .join(&budget.id)
-                                .join("change/estimates.json"),
-                            budget.statistic,
-                        ),
+                        None => criterion_dir(&paths.criterion(), &budget.id).and_then(|dir| {
+                            read_change(&dir.join("change/estimates.json"), budget.statistic)
+                        }),
                     };
                     rows.push(regression_row(row("regression"), change, allowed, baseline));
                 }
@@ -828,6 +830,43 @@ pub fn write(verdict: &Verdict, paths: &Paths) -> std::io::Result<PathBuf> {
         .collect();
     crate::sla::plot::trend(&trend, &dir.join("trend.svg"))?;
     Ok(dir)
+}
+
+/// The directory criterion keeps benchmark `id`'s results in: found by
+/// the `full_id` in each `new/benchmark.json`, since criterion makes
+/// directory names from ids by replacing characters.
+fn criterion_dir(root: &Path, id: &str) -> Option<PathBuf> {
+    #[derive(Deserialize)]
+    struct Benchmark {
+        full_id: String,
+    }
+
+    let mut pending = vec![(root.to_owned(), 0)];
+    while let Some((dir, depth)) = pending.pop() {
+        let described = std::fs::read_to_string(dir.join("new/benchmark.json"))
+            .ok()
+            .and_then(|text| serde_json::from_str::<Benchmark>(&text).ok());
+        if described.is_some_and(|benchmark| benchmark.full_id == id) {
+            return Some(dir);
+        }
+        if depth >= 4 {
+            continue;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name();
+            let skipped = ["new", "base", "change", "report"]
+                .iter()
+                .any(|skipped| name == *skipped);
+            if path.is_dir() && !skipped {
+                pending.push((path, depth + 1));
+            }
+        }
+    }
+    None
 }
 
 #[derive(Deserialize)]

@@ -48,6 +48,7 @@ pub fn scenario(results: &Results, path: &Path) -> std::io::Result<()> {
             .configure_mesh()
             .x_desc("percentile")
             .y_desc("latency (us)")
+            .y_label_formatter(&|y| format!("{y:.0}"))
             .x_labels(4)
             .x_label_formatter(&|x| percentile_label(*x))
             .draw()?;

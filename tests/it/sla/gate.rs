@@ -32,7 +32,11 @@ fn estimate(target: &Path, id: &str, point: f64, lower: f64, upper: f64) -> anyh
         "standard_error": (upper - lower) / 4.0,
     });
     let estimates = json!({"mean": interval, "median": interval, "median_abs_dev": interval, "slope": null, "std_dev": interval});
-    write(&target.join("criterion").join(id).join("new/estimates.json"), &estimates.to_string())
+    // Criterion names directories after ids with `/` replaced, and records
+    // the id itself in `benchmark.json`.
+    let dir = target.join("criterion").join(id.replace('/', "_"));
+    write(&dir.join("new/benchmark.json"), &json!({"full_id": id}).to_string())?;
+    write(&dir.join("new/estimates.json"), &estimates.to_string())
 }
 
 /// Writes criterion's `change/estimates.json` for `id`: a relative change
@@ -43,7 +47,8 @@ fn change(target: &Path, id: &str, point: f64, lower: f64, upper: f64) -> anyhow
         "point_estimate": point,
         "standard_error": 0.01,
     });
-    write(&target.join("criterion").join(id).join("change/estimates.json"), &json!({"mean": interval, "median": interval}).to_string())
+    let dir = target.join("criterion").join(id.replace('/', "_"));
+    write(&dir.join("change/estimates.json"), &json!({"mean": interval, "median": interval}).to_string())
 }
 
 fn instructions(target: &Path, counts: &[(&str, u64)]) -> anyhow::Result<()> {

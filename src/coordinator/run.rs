@@ -10,11 +10,13 @@
 //! the batches the fan-out delivers to the worker's own copy of the
 //! knowledge and acknowledges them.
 //!
-//! The coordinator is one `select!` over its event channel (a worker
+//! The coordinator is one `select!` that yields a closed `Event`: a worker
 //! finished an experiment, the store writer made a batch durable or
-//! failed), a timer tick (propagation deadlines, the time limit, parked
-//! workers) and shutdown. Nothing it waits on is unbounded: sends to
-//! workers and to the store writer are `try_send` on channels known to
+//! failed, a worker's breaker changed (forwarded from the client's watch
+//! channel by a small watcher task), a published batch was applied by
+//! every replica, the timer ticked (propagation deadlines, the time limit,
+//! parked workers), or shutdown. Nothing it waits on is unbounded: sends
+//! to workers and to the store writer are `try_send` on channels known to
 //! have room, and shutdown waits for in-flight experiments and the last
 //! write at most `drain_timeout`.
 //!
@@ -198,6 +200,12 @@ enum Event {
     Durable(Vec<Discovery>),
     /// The store failed; the run cannot accept anything more.
     StoreFailed(StoreError),
+    /// A worker's circuit breaker changed state.
+    BreakerChanged { worker: usize, state: BreakerState },
+    /// Batches in flight were applied by every replica.
+    Propagated,
+    /// The periodic tick: parked workers may be due, policies may flush.
+    Tick,
 }
 
 /// Where an experiment's start checkpoint came from, so the route to the
@@ -220,7 +228,6 @@ struct WorkerSlot {
     parked_until: Option<Instant>,
     failures_in_a_row: u32,
     failed_experiments: u64,
-    breaker: tokio::sync::watch::Receiver<BreakerState>,
     breaker_events: u64,
     next_sequence: u64,
     /// The store batch holding this worker's last discoveries; the worker
@@ -336,7 +343,6 @@ pub async fn run(
             }
         });
         workers.push(WorkerSlot {
-            breaker: client.breaker_state(),
             client,
             commands,
             busy: None,
@@ -346,6 +352,26 @@ pub async fn run(
             breaker_events: 0,
             next_sequence: 0,
             awaiting_batch: None,
+        });
+    }
+    // Breaker changes arrive as events. The watchers wait on channels the
+    // clients own, which may outlive the run, so they are aborted at the
+    // end rather than joined.
+    let mut watchers = JoinSet::new();
+    for (worker_idx, slot) in workers.iter().enumerate() {
+        let mut breaker = slot.client.breaker_state();
+        let events_tx = events_tx.clone();
+        watchers.spawn(async move {
+            while breaker.changed().await.is_ok() {
+                let state = *breaker.borrow_and_update();
+                let changed = Event::BreakerChanged {
+                    worker: worker_idx,
+                    state,
+                };
+                if events_tx.send(changed).await.is_err() {
+                    return;
+                }
+            }
         });
     }
     drop(events_tx);
@@ -420,19 +446,23 @@ pub async fn run(
             }
         }
 
+        let in_flight = fanout.outstanding() > 0;
         let event = tokio::select! {
             event = events.recv() => event,
-            _ = ticker.tick() => None,
+            _ = fanout.wait_for_acks(Duration::MAX), if in_flight => Some(Event::Propagated),
+            _ = ticker.tick() => Some(Event::Tick),
             () = &mut shutdown => break "stopped by the user".to_owned(),
         };
 
-        for slot in &mut workers {
-            if slot.breaker.has_changed().unwrap_or(false) {
-                slot.breaker.borrow_and_update();
-                slot.breaker_events += 1;
-            }
-        }
         match event {
+            Some(Event::BreakerChanged { worker, state }) => {
+                let slot = &mut workers[worker];
+                slot.breaker_events += 1;
+                tracing::info!(server = %slot.client.server(), ?state, "breaker changed");
+            }
+            // Completed batches were collected by the wait; the tick only
+            // wakes the loop.
+            Some(Event::Propagated | Event::Tick) => {}
             Some(Event::StoreFailed(error)) => return Err(error.into()),
             Some(Event::Durable(batch)) => {
                 write_in_flight = false;
@@ -603,6 +633,8 @@ pub async fn run(
                 accept(&mut knowledge, &mut propagation, &mut report, batch);
             }
             Event::StoreFailed(error) => return Err(error.into()),
+            Event::BreakerChanged { worker, .. } => workers[worker].breaker_events += 1,
+            Event::Propagated | Event::Tick => {}
         }
     }
     if !staged.is_empty() && !write_in_flight {
@@ -650,7 +682,9 @@ pub async fn run(
     drop(workers);
     drop(fanout);
     drop(events);
+    watchers.abort_all();
     while tasks.join_next().await.is_some() {}
+    while watchers.join_next().await.is_some() {}
     Ok(report)
 }
 

@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use gymfleet::coordinator::{Explorer, RunConfig, run};
+use gymfleet::coordinator::{
+    Experiment, ExperimentId, Explorer, RunConfig, Script, StartState, Worker, run,
+};
 use gymfleet::gym::sim::{SimConfig, SimServer};
 use gymfleet::gym::wire::{Action, Endpoint, InitializeRequest, Key};
 use gymfleet::gym::{ClientConfig, GymClient};
@@ -24,6 +26,7 @@ fn main() {
     let runtime = tokio::runtime::Runtime::new().expect("a runtime");
     runtime.block_on(async {
         bare_client().await;
+        worker_overhead().await;
         println!();
         println!("full runs, {RUN_SECONDS} s each, zero-latency simulated servers, not stopping at the goal");
         println!("  workers  experiments/s  actions/s  in gym calls  propagation p50/p99 (us)");
@@ -51,6 +54,54 @@ async fn bare_client() {
     }
     let per_action = started.elapsed() / n_actions;
     println!("bare client: {per_action:?} per action ({n_actions} actions, one connection)");
+}
+
+/// The coordinator's cost per action over the bare client: the same
+/// fresh start and the same 100 key presses, through a `Worker` running
+/// an experiment (which observes and checks every state) and through bare
+/// client calls, interleaved on one zero-latency server.
+async fn worker_overhead() {
+    const ACTIONS: usize = 100;
+    const ROUNDS: usize = 60;
+    let server = start_sim().await;
+    let client = GymClient::new(&server.url(), ClientConfig::default()).expect("a client");
+    let worker = Worker::new(WorkerId(0), client.clone());
+    let press = Action::press([Key::A]).expect("one key");
+    let experiment = Experiment {
+        id: ExperimentId(0),
+        start: StartState::Fresh,
+        script: Script::parse(&format!("a*{ACTIONS}")).expect("a script"),
+    };
+    let (mut bare, mut through_worker) = (Vec::new(), Vec::new());
+    for _ in 0..ROUNDS {
+        let started = Instant::now();
+        client
+            .initialize(&InitializeRequest::default())
+            .await
+            .expect("initialize");
+        for _ in 0..ACTIONS {
+            client.act(&press).await.expect("an action");
+        }
+        bare.push(started.elapsed());
+
+        let started = Instant::now();
+        let outcome = worker
+            .run(&experiment)
+            .await
+            .expect("the experiment starts");
+        assert!(outcome.error.is_none(), "{:?}", outcome.error);
+        through_worker.push(started.elapsed());
+    }
+    bare.sort();
+    through_worker.sort();
+    let per_action = |samples: &[Duration]| samples[samples.len() / 2] / ACTIONS as u32;
+    let (bare, through_worker) = (per_action(&bare), per_action(&through_worker));
+    println!(
+        "worker vs bare client, fresh start + {ACTIONS} presses, median of {ROUNDS}: \
+         {through_worker:?} / {bare:?} per action = {:.3}",
+        through_worker.as_secs_f64() / bare.as_secs_f64()
+    );
+    server.shutdown().await.expect("the sim stops");
 }
 
 async fn full_run(n_workers: usize) {

@@ -159,3 +159,81 @@ async fn a_one_worker_run_on_the_same_seed_is_reproducible() -> anyhow::Result<(
     anyhow::ensure!(outcomes[0] == outcomes[1], "{:?} != {:?}", outcomes[0], outcomes[1]);
     Ok(())
 }
+
+#[gymfleet_harness::test]
+async fn a_server_that_dies_mid_run_is_parked_and_nothing_accepted_is_lost() -> anyhow::Result<()> {
+    use gymfleet::gym::sim::{Scheduled, ScheduledFault, Trigger};
+
+    let healthy = SimServer::start("127.0.0.1:0".parse()?, SimConfig { seed: 1, ..SimConfig::default() }).await?;
+    // Dies on its 40th request, a few experiments in.
+    let dying_config = SimConfig {
+        seed: 1,
+        schedule: vec![Scheduled { at: Trigger::Request(40), fault: ScheduledFault::Die }],
+        ..SimConfig::default()
+    };
+    let dying = SimServer::start("127.0.0.1:0".parse()?, dying_config).await?;
+    let clients = vec![
+        GymClient::new(&healthy.url(), ClientConfig::default())?,
+        GymClient::new(&dying.url(), ClientConfig::default())?,
+    ];
+    let directory = data_dir("dies");
+    let config = RunConfig {
+        duration: Duration::from_secs(120),
+        data_dir: directory.clone(),
+        park: Duration::from_millis(5),
+        max_failures: 3,
+        ..RunConfig::default()
+    };
+    let report = run_until_done(clients, config).await?;
+
+    anyhow::ensure!(report.goal_reached, "{}", report.ended);
+    let dead = &report.servers[1];
+    anyhow::ensure!(dead.failed_experiments >= 1 && dead.errors >= 1, "{dead:?}");
+    anyhow::ensure!(report.servers[0].failed_experiments == 0, "{:?}", report.servers[0]);
+    // Everything accepted, from both servers, is in the store.
+    let stored = Store::open(&directory)?.discoveries()?.len() as u64;
+    anyhow::ensure!(stored == report.discoveries, "{stored} stored, {} accepted", report.discoveries);
+    healthy.shutdown().await?;
+    dying.shutdown().await?;
+    Ok(())
+}
+
+#[gymfleet_harness::test]
+async fn a_server_that_loses_its_session_is_initialized_again_and_the_run_goes_on() -> anyhow::Result<()> {
+    use gymfleet_harness::gym_mock::{MockGym, placeholder_state};
+    use wiremock::matchers::{method, path};
+    use wiremock::{Mock, ResponseTemplate};
+
+    // The first action is answered with the `SESSION_TIMEOUT` placeholder,
+    // every later call as a healthy server does.
+    let gym = MockGym::start().await;
+    Mock::given(method("POST"))
+        .and(path("/action"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(placeholder_state()))
+        .up_to_n_times(1)
+        .expect(1)
+        .with_priority(1)
+        .mount(gym.server())
+        .await;
+    gym.healthy().await;
+
+    let config = RunConfig { duration: Duration::from_secs(1), data_dir: data_dir("session-lost"), ..RunConfig::default() };
+    let report = run_until_done(vec![GymClient::new(&gym.url(), ClientConfig::default())?], config).await?;
+
+    // The experiment the placeholder cut short was started again, not
+    // counted as failed, and the run went on.
+    anyhow::ensure!(report.servers[0].failed_experiments == 0, "{:?}", report.servers[0]);
+    anyhow::ensure!(report.experiments > 1, "{report:?}");
+    gym.server().verify().await;
+    let initializes = gym
+        .server()
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .filter(|request| request.url.path() == "/initialize")
+        .count() as u64;
+    // One more start than experiments: the rerun of the lost one.
+    anyhow::ensure!(initializes > report.experiments, "{initializes} starts for {} experiments", report.experiments);
+    Ok(())
+}

@@ -33,6 +33,9 @@ pub struct Workload {
     pub conflict_rate: f64,
     /// The length of each discovery's route script.
     pub payload_bytes: usize,
+    /// Distinct questions discoveries answer: once each has an answer,
+    /// new discoveries answer them again, so knowledge stops growing.
+    pub topics: usize,
     /// Each subscriber's queue, in batches.
     pub capacity: usize,
     /// How conflicts are resolved.
@@ -49,6 +52,7 @@ impl Default for Workload {
             publishes: 1_000,
             conflict_rate: 0.1,
             payload_bytes: 32,
+            topics: 1_000,
             capacity: 64,
             strategy: Strategy::WeightedMerge,
             seed: 1,
@@ -75,11 +79,26 @@ pub struct Measured {
 
 /// Runs `workload` on the current runtime and measures it.
 ///
+/// The source runs as a task of its own, as the coordinator does, so that
+/// its wake-ups and the subscribers' stay among the runtime's threads.
+///
 /// # Panics
 ///
-/// If `subscribers`, `batch` or `capacity` is zero.
+/// If `subscribers`, `batch`, `topics` or `capacity` is zero.
 pub async fn measure(workload: &Workload) -> Measured {
-    assert!(workload.subscribers > 0 && workload.batch > 0 && workload.capacity > 0);
+    let workload = workload.clone();
+    tokio::spawn(async move { measure_here(&workload).await })
+        .await
+        .expect("the propagation source does not panic")
+}
+
+async fn measure_here(workload: &Workload) -> Measured {
+    assert!(
+        workload.subscribers > 0
+            && workload.batch > 0
+            && workload.topics > 0
+            && workload.capacity > 0
+    );
     let mut rng = ChaCha8Rng::seed_from_u64(workload.seed);
     let mut fanout = FanOut::new(workload.capacity);
     let mut replicas = Vec::with_capacity(workload.subscribers);
@@ -105,6 +124,7 @@ pub async fn measure(workload: &Workload) -> Measured {
 
     let mut source = Knowledge::new(workload.strategy);
     let mut n_topics = 0u32;
+    let mut n_fresh = 0u32;
     let mut sequence = 0u64;
     let mut snapshots = 0u64;
     let script: String = "up ".repeat(workload.payload_bytes.div_ceil(3));
@@ -116,8 +136,9 @@ pub async fn measure(workload: &Workload) -> Measured {
             let topic = match conflict {
                 true => rng.random_range(0..n_topics),
                 false => {
-                    n_topics += 1;
-                    n_topics - 1
+                    n_fresh += 1;
+                    n_topics = n_topics.max(n_fresh.min(workload.topics as u32));
+                    (n_fresh - 1) % workload.topics as u32
                 }
             };
             sequence += 1;

@@ -665,6 +665,7 @@ struct WorkloadFile {
     publishes: Option<Spanned<usize>>,
     conflict_rate: Option<Spanned<f64>>,
     payload_bytes: Option<Spanned<usize>>,
+    topics: Option<Spanned<usize>>,
     capacity: Option<Spanned<usize>>,
 }
 
@@ -695,6 +696,7 @@ fn workload_of(
                     "payload_bytes",
                     file.payload_bytes.as_ref().map(Spanned::span),
                 ),
+                ("topics", file.topics.as_ref().map(Spanned::span)),
                 ("capacity", file.capacity.as_ref().map(Spanned::span)),
             ] {
                 if let Some(value_span) = value_span {
@@ -761,6 +763,7 @@ fn workload_of(
                 publishes: count("publishes", file.publishes, None)?,
                 conflict_rate,
                 payload_bytes: file.payload_bytes.map_or(32, Spanned::into_inner),
+                topics: count("topics", file.topics, Some(1_000))?,
                 capacity: count("capacity", file.capacity, Some(64))?,
                 strategy,
                 seed,

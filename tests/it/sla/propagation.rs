@@ -28,6 +28,7 @@ fn workloads() -> impl Strategy<Value = Workload> {
             publishes: 300,
             conflict_rate,
             payload_bytes,
+            topics: 1_000,
             capacity: 64,
             strategy,
             seed,

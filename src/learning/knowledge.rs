@@ -108,11 +108,14 @@ enum TopicState {
 
 /// Every contributor of a topic, and per distinct payload its tally, kept
 /// up to date on insert so that finding the winner does not rescan the
-/// contributors. Tallies are integer sums and maxima, so they depend only
-/// on the set of contributors, never on the order they arrived in.
+/// contributors, nor look any of them up. Tallies are integer sums and
+/// maxima, so they depend only on the set of contributors, never on the
+/// order they arrived in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Votes {
-    discoveries: BTreeMap<DiscoveryId, Arc<Discovery>>,
+    /// Sorted by id. Discoveries mostly arrive in id order, so a newcomer
+    /// is usually appended, with no search and no tree to walk.
+    contributors: Vec<(DiscoveryId, Arc<Discovery>)>,
     /// Sorted by payload; a topic has few distinct payloads.
     tallies: Vec<(Payload, Tally)>,
 }
@@ -123,61 +126,171 @@ struct Tally {
     votes: u64,
     /// The newest supporter, which breaks ties between payloads.
     newest: DiscoveryId,
-    /// The most confident supporter, which stands for the payload.
-    best: DiscoveryId,
+    /// The most confident supporter, which stands for the payload. Its rank
+    /// is copied here so that a newcomer is compared without a lookup.
+    best: Rank,
+}
+
+/// What `HighestConfidence` orders discoveries by: confidence, then
+/// samples, then id.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Rank {
+    confidence: f64,
+    samples: u32,
+    id: DiscoveryId,
+}
+
+impl Rank {
+    fn of(discovery: &Discovery) -> Rank {
+        Rank {
+            confidence: discovery.confidence(),
+            samples: discovery.samples(),
+            id: discovery.id(),
+        }
+    }
+
+    fn cmp(&self, other: &Rank) -> Ordering {
+        self.confidence
+            .total_cmp(&other.confidence)
+            .then(self.samples.cmp(&other.samples))
+            .then(self.id.cmp(&other.id))
+    }
 }
 
 impl Votes {
     fn new(discovery: Arc<Discovery>) -> Votes {
         let mut votes = Votes {
-            discoveries: BTreeMap::new(),
+            contributors: Vec::new(),
             tallies: Vec::new(),
         };
         votes.insert(discovery);
         votes
     }
 
-    /// Adds a contributor; returns true if and only if it was not there.
-    fn insert(&mut self, discovery: Arc<Discovery>) -> bool {
+    /// Adds a contributor, unless it is already there.
+    ///
+    /// The payload is searched once: its position says both whether the
+    /// newcomer conflicts with the winner and which tally it joins, and the
+    /// belief changed if and only if the winning tally is another one
+    /// afterwards.
+    fn insert(&mut self, discovery: Arc<Discovery>) -> Insertion {
+        let was_empty = self.tallies.is_empty();
+        let winner_before = self.winner_idx();
+        let position = self.find_payload(discovery.payload());
+        let conflicts = !was_empty && position != Ok(winner_before);
+
         let id = discovery.id();
-        if self.discoveries.contains_key(&id) {
-            return false;
-        }
-        let samples = u64::from(discovery.samples());
-        match self
-            .tallies
-            .binary_search_by(|(payload, _)| payload.cmp(discovery.payload()))
-        {
-            Ok(index) => {
-                let tally = &mut self.tallies[index].1;
-                tally.votes += samples;
-                tally.newest = tally.newest.max(id);
-                let best = &self.discoveries[&tally.best];
-                if precedence(Strategy::HighestConfidence, &discovery, best) == Ordering::Greater {
-                    tally.best = id;
+        let slot = match self.contributors.last() {
+            Some((last_id, _)) if *last_id >= id => {
+                match self.contributors.binary_search_by_key(&id, |(id, _)| *id) {
+                    Ok(_) => {
+                        return Insertion {
+                            changed: false,
+                            conflicts,
+                            belief_changed: false,
+                        };
+                    }
+                    Err(slot) => slot,
                 }
             }
-            Err(index) => {
-                let tally = Tally {
-                    votes: samples,
-                    newest: id,
-                    best: id,
-                };
-                self.tallies
-                    .insert(index, (discovery.payload().clone(), tally));
-            }
+            _ => self.contributors.len(),
+        };
+
+        self.count(&discovery, position);
+        // A payload sorted before the old winner moves it along.
+        let winner_before = match position {
+            Err(tally_idx) if tally_idx <= winner_before && !was_empty => winner_before + 1,
+            _ => winner_before,
+        };
+        self.contributors.insert(slot, (id, discovery));
+        Insertion {
+            changed: true,
+            conflicts,
+            belief_changed: was_empty || self.winner_idx() != winner_before,
         }
-        self.discoveries.insert(id, discovery);
-        true
     }
 
-    /// The winning payload's tally: most votes, then newest supporter.
-    fn winner(&self) -> &Tally {
+    /// Adds every contributor of `other` not already here, in one pass over
+    /// both lists, whatever their order.
+    fn merge(&mut self, other: &Votes) {
+        let mut merged = Vec::with_capacity(self.contributors.len() + other.contributors.len());
+        let mut ours = std::mem::take(&mut self.contributors)
+            .into_iter()
+            .peekable();
+        for (id, discovery) in &other.contributors {
+            while let Some(earlier) = ours.next_if(|(our_id, _)| our_id < id) {
+                merged.push(earlier);
+            }
+            if ours.peek().is_some_and(|(our_id, _)| our_id == id) {
+                continue;
+            }
+            self.count(discovery, self.find_payload(discovery.payload()));
+            merged.push((*id, Arc::clone(discovery)));
+        }
+        merged.extend(ours);
+        self.contributors = merged;
+    }
+
+    /// Where `payload`'s tally is, or would be inserted.
+    fn find_payload(&self, payload: &Payload) -> Result<usize, usize> {
+        self.tallies
+            .binary_search_by(|(tallied, _)| tallied.cmp(payload))
+    }
+
+    /// Adds a new contributor's samples to its payload's tally at
+    /// `position`, found by `find_payload`.
+    fn count(&mut self, discovery: &Discovery, position: Result<usize, usize>) {
+        let rank = Rank::of(discovery);
+        let samples = u64::from(discovery.samples());
+        match position {
+            Ok(tally_idx) => {
+                let tally = &mut self.tallies[tally_idx].1;
+                tally.votes += samples;
+                tally.newest = tally.newest.max(rank.id);
+                if rank.cmp(&tally.best) == Ordering::Greater {
+                    tally.best = rank;
+                }
+            }
+            Err(tally_idx) => {
+                let tally = Tally {
+                    votes: samples,
+                    newest: rank.id,
+                    best: rank,
+                };
+                self.tallies
+                    .insert(tally_idx, (discovery.payload().clone(), tally));
+            }
+        }
+    }
+
+    /// Where the winning payload's tally is: most votes, then newest
+    /// supporter; 0 while there is none.
+    fn winner_idx(&self) -> usize {
         self.tallies
             .iter()
-            .map(|(_, tally)| tally)
-            .max_by(|a, b| a.votes.cmp(&b.votes).then(a.newest.cmp(&b.newest)))
-            .expect("a topic's state holds at least one discovery")
+            .map(|(_, tally)| (tally.votes, tally.newest))
+            .enumerate()
+            .max_by_key(|(_, standing)| *standing)
+            .map_or(0, |(tally_idx, _)| tally_idx)
+    }
+
+    /// The contributor with `id`, which must be one.
+    fn contributor(&self, id: DiscoveryId) -> &Discovery {
+        let contributor_idx = self
+            .contributors
+            .binary_search_by_key(&id, |(id, _)| *id)
+            .expect("a tally's discoveries are contributors");
+        &self.contributors[contributor_idx].1
+    }
+
+    /// The contributors, in id order.
+    fn discoveries(&self) -> impl Iterator<Item = &Arc<Discovery>> {
+        self.contributors.iter().map(|(_, discovery)| discovery)
+    }
+
+    /// The winning payload's tally.
+    fn winner(&self) -> &Tally {
+        &self.tallies[self.winner_idx()].1
     }
 }
 
@@ -231,27 +344,9 @@ impl Knowledge {
             };
         };
 
-        // Compared by reference: cloning the shared discoveries would make
-        // every replica touch the same reference counts.
-        let conflicts = discovery.payload() != believed(state).payload();
-        let before = believed(state).id();
-        let changed = join_one(strategy, state, discovery);
-        self.revision += u64::from(changed);
-        let belief_changed = match &*state {
-            // The kept discovery is the new one; its payload differs from
-            // the one it replaced if and only if it conflicted.
-            TopicState::Best(_) => changed && conflicts,
-            TopicState::All(votes) => {
-                let after = votes.winner().best;
-                let payload = |id: DiscoveryId| votes.discoveries[&id].payload();
-                after != before && payload(after) != payload(before)
-            }
-        };
-        Insertion {
-            changed,
-            conflicts,
-            belief_changed,
-        }
+        let insertion = join_one(strategy, state, discovery);
+        self.revision += u64::from(insertion.changed);
+        insertion
     }
 
     /// Merges everything `other` knows into this; both must use the same
@@ -268,13 +363,14 @@ impl Knowledge {
                 MapEntry::Vacant(vacant) => {
                     vacant.insert(state.clone());
                 }
-                MapEntry::Occupied(mut occupied) => match state {
-                    TopicState::Best(discovery) => {
-                        join_one(self.strategy, occupied.get_mut(), Arc::clone(discovery));
+                MapEntry::Occupied(mut occupied) => match (occupied.get_mut(), state) {
+                    (TopicState::All(ours), TopicState::All(theirs)) => ours.merge(theirs),
+                    (ours, TopicState::Best(discovery)) => {
+                        join_one(self.strategy, ours, Arc::clone(discovery));
                     }
-                    TopicState::All(votes) => {
-                        for discovery in votes.discoveries.values() {
-                            join_one(self.strategy, occupied.get_mut(), Arc::clone(discovery));
+                    (ours, TopicState::All(theirs)) => {
+                        for discovery in theirs.discoveries() {
+                            join_one(self.strategy, ours, Arc::clone(discovery));
                         }
                     }
                 },
@@ -321,7 +417,7 @@ impl Knowledge {
         match self.topics.get(topic) {
             None => Vec::new(),
             Some(TopicState::Best(discovery)) => vec![discovery.as_ref()],
-            Some(TopicState::All(votes)) => votes.discoveries.values().map(Arc::as_ref).collect(),
+            Some(TopicState::All(votes)) => votes.discoveries().map(Arc::as_ref).collect(),
         }
     }
 }
@@ -336,16 +432,24 @@ pub struct StrategyMismatch {
     pub theirs: Strategy,
 }
 
-/// Joins one discovery into a topic's state; returns true if and only if the
-/// state changed.
-fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery>) -> bool {
+/// Joins one discovery into a topic's state, and says what that did.
+fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery>) -> Insertion {
     match state {
         TopicState::Best(best) => {
+            // Compared by reference: cloning the shared discoveries would
+            // make every replica touch the same reference counts.
+            let conflicts = discovery.payload() != best.payload();
             let takes_over = precedence(strategy, &discovery, best) == Ordering::Greater;
             if takes_over {
                 *best = discovery;
             }
-            takes_over
+            // The kept discovery is the new one; its payload differs from
+            // the one it replaced if and only if it conflicted.
+            Insertion {
+                changed: takes_over,
+                conflicts,
+                belief_changed: takes_over && conflicts,
+            }
         }
         TopicState::All(votes) => votes.insert(discovery),
     }
@@ -354,21 +458,9 @@ fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery
 /// The total order under which a picking strategy keeps the maximum.
 fn precedence(strategy: Strategy, a: &Discovery, b: &Discovery) -> Ordering {
     match strategy {
-        Strategy::HighestConfidence => a
-            .confidence()
-            .total_cmp(&b.confidence())
-            .then(a.samples().cmp(&b.samples()))
-            .then(a.id().cmp(&b.id())),
+        Strategy::HighestConfidence => Rank::of(a).cmp(&Rank::of(b)),
         // Ids sort by wall-clock time first.
         Strategy::LatestWins | Strategy::Consensus | Strategy::WeightedMerge => a.id().cmp(&b.id()),
-    }
-}
-
-/// The discovery that stands for the topic's belief.
-fn believed(state: &TopicState) -> &Discovery {
-    match state {
-        TopicState::Best(discovery) => discovery,
-        TopicState::All(votes) => &votes.discoveries[&votes.winner().best],
     }
 }
 
@@ -384,10 +476,9 @@ fn resolve(strategy: Strategy, state: &TopicState) -> Belief {
         },
         TopicState::All(votes) => {
             let tally = votes.winner();
-            let discoveries = &votes.discoveries;
-            let winner = &discoveries[&tally.best];
-            let supporters: Vec<&Discovery> = discoveries
-                .values()
+            let winner = votes.contributor(tally.best.id);
+            let supporters: Vec<&Discovery> = votes
+                .discoveries()
                 .map(Arc::as_ref)
                 .filter(|d| d.payload() == winner.payload())
                 .collect();
@@ -422,7 +513,7 @@ fn resolve(strategy: Strategy, state: &TopicState) -> Belief {
                 success_rate,
                 samples: tally.votes,
                 supporters: supporters.len(),
-                representative: tally.best,
+                representative: tally.best.id,
             }
         }
     }

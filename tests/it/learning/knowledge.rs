@@ -98,6 +98,28 @@ fn replicas_converge_whatever_the_delivery_order() -> Result<(), PropertyFailure
     })
 }
 
+/// Every insert, new or repeated, in any order, says exactly what it did:
+/// whether the state changed, whether the discovery disagreed with the
+/// belief before it, and whether the believed payload changed.
+#[gymfleet_harness::test]
+fn an_insertion_reports_exactly_what_it_changed() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), discoveries(32)), |(strategy, list)| {
+        let mut knowledge = Knowledge::new(strategy);
+        for discovery in list.iter().chain(list.iter().step_by(3)) {
+            let before = knowledge.clone();
+            let believed_before = before.belief(discovery.topic()).map(|belief| belief.payload);
+            let insertion = knowledge.insert(discovery.clone());
+            let believed_after = knowledge.belief(discovery.topic()).map(|belief| belief.payload);
+
+            prop_assert_eq!(insertion.changed, knowledge != before);
+            let disagrees = believed_before.as_ref().is_some_and(|payload| payload != discovery.payload());
+            prop_assert_eq!(insertion.conflicts, disagrees);
+            prop_assert_eq!(insertion.belief_changed, believed_before != believed_after);
+        }
+        Ok(())
+    })
+}
+
 #[gymfleet_harness::test]
 fn beliefs_come_from_the_inputs_and_merged_confidence_stays_in_their_range() -> Result<(), PropertyFailure> {
     prop::check((strategy(), discoveries(24)), |(strategy, list)| {

@@ -114,8 +114,9 @@ enum TopicState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Votes {
     /// Sorted by id. Discoveries mostly arrive in id order, so a newcomer
-    /// is usually appended, with no search and no tree to walk.
-    contributors: Vec<(DiscoveryId, Arc<Discovery>)>,
+    /// is usually appended, with no search and no tree to walk, and each
+    /// costs a replica one pointer.
+    contributors: Vec<Arc<Discovery>>,
     /// Sorted by payload; a topic has few distinct payloads.
     tallies: Vec<(Payload, Tally)>,
 }
@@ -181,8 +182,11 @@ impl Votes {
 
         let id = discovery.id();
         let slot = match self.contributors.last() {
-            Some((last_id, _)) if *last_id >= id => {
-                match self.contributors.binary_search_by_key(&id, |(id, _)| *id) {
+            Some(last) if last.id() >= id => {
+                match self
+                    .contributors
+                    .binary_search_by_key(&id, |kept| kept.id())
+                {
                     Ok(_) => {
                         return Insertion {
                             changed: false,
@@ -202,7 +206,7 @@ impl Votes {
             Err(tally_idx) if tally_idx <= winner_before && !was_empty => winner_before + 1,
             _ => winner_before,
         };
-        self.contributors.insert(slot, (id, discovery));
+        self.contributors.insert(slot, discovery);
         Insertion {
             changed: true,
             conflicts,
@@ -217,15 +221,16 @@ impl Votes {
         let mut ours = std::mem::take(&mut self.contributors)
             .into_iter()
             .peekable();
-        for (id, discovery) in &other.contributors {
-            while let Some(earlier) = ours.next_if(|(our_id, _)| our_id < id) {
+        for discovery in &other.contributors {
+            let id = discovery.id();
+            while let Some(earlier) = ours.next_if(|ours| ours.id() < id) {
                 merged.push(earlier);
             }
-            if ours.peek().is_some_and(|(our_id, _)| our_id == id) {
+            if ours.peek().is_some_and(|ours| ours.id() == id) {
                 continue;
             }
             self.count(discovery, self.find_payload(discovery.payload()));
-            merged.push((*id, Arc::clone(discovery)));
+            merged.push(Arc::clone(discovery));
         }
         merged.extend(ours);
         self.contributors = merged;
@@ -278,14 +283,14 @@ impl Votes {
     fn contributor(&self, id: DiscoveryId) -> &Discovery {
         let contributor_idx = self
             .contributors
-            .binary_search_by_key(&id, |(id, _)| *id)
+            .binary_search_by_key(&id, |kept| kept.id())
             .expect("a tally's discoveries are contributors");
-        &self.contributors[contributor_idx].1
+        &self.contributors[contributor_idx]
     }
 
     /// The contributors, in id order.
     fn discoveries(&self) -> impl Iterator<Item = &Arc<Discovery>> {
-        self.contributors.iter().map(|(_, discovery)| discovery)
+        self.contributors.iter()
     }
 
     /// The winning payload's tally.

@@ -117,12 +117,20 @@ struct Votes {
     /// is usually appended, with no search and no tree to walk, and each
     /// costs a replica one pointer.
     contributors: Vec<Arc<Discovery>>,
-    /// Sorted by payload; a topic has few distinct payloads.
-    tallies: Vec<(Payload, Tally)>,
+    /// One per distinct payload, sorted by the payload's hash, then the
+    /// payload: an order as canonical as the payload's own, in which a
+    /// newcomer's payload is found by comparing numbers.
+    tallies: Vec<Tally>,
+    /// Where the winning tally is. Votes and newest supporters only grow, so
+    /// only the tally just counted can overtake it.
+    winner: usize,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Tally {
+    /// The payload's hash, from its supporters' digest.
+    payload_hash: u64,
+    payload: Payload,
     /// Samples of the payload's supporters.
     votes: u64,
     /// The newest supporter, which breaks ties between payloads.
@@ -139,6 +147,13 @@ struct Rank {
     confidence: f64,
     samples: u32,
     id: DiscoveryId,
+}
+
+impl Tally {
+    /// What decides between payloads: most votes, then newest supporter.
+    fn standing(&self) -> (u64, DiscoveryId) {
+        (self.votes, self.newest)
+    }
 }
 
 impl Rank {
@@ -163,6 +178,7 @@ impl Votes {
         let mut votes = Votes {
             contributors: Vec::new(),
             tallies: Vec::new(),
+            winner: 0,
         };
         votes.insert(discovery);
         votes
@@ -171,14 +187,11 @@ impl Votes {
     /// Adds a contributor, unless it is already there.
     ///
     /// The payload is searched once: its position says both whether the
-    /// newcomer conflicts with the winner and which tally it joins, and the
-    /// belief changed if and only if the winning tally is another one
-    /// afterwards.
+    /// newcomer conflicts with the winner and which tally it joins.
     fn insert(&mut self, discovery: Arc<Discovery>) -> Insertion {
         let was_empty = self.tallies.is_empty();
-        let winner_before = self.winner_idx();
-        let position = self.find_payload(discovery.payload());
-        let conflicts = !was_empty && position != Ok(winner_before);
+        let position = self.find_payload(&discovery);
+        let conflicts = !was_empty && position != Ok(self.winner);
 
         let id = discovery.id();
         let slot = match self.contributors.last() {
@@ -200,17 +213,12 @@ impl Votes {
             _ => self.contributors.len(),
         };
 
-        self.count(&discovery, position);
-        // A payload sorted before the old winner moves it along.
-        let winner_before = match position {
-            Err(tally_idx) if tally_idx <= winner_before && !was_empty => winner_before + 1,
-            _ => winner_before,
-        };
+        let overtaken = self.count(&discovery, position);
         self.contributors.insert(slot, discovery);
         Insertion {
             changed: true,
             conflicts,
-            belief_changed: was_empty || self.winner_idx() != winner_before,
+            belief_changed: was_empty || overtaken,
         }
     }
 
@@ -229,54 +237,66 @@ impl Votes {
             if ours.peek().is_some_and(|ours| ours.id() == id) {
                 continue;
             }
-            self.count(discovery, self.find_payload(discovery.payload()));
+            self.count(discovery, self.find_payload(discovery));
             merged.push(Arc::clone(discovery));
         }
         merged.extend(ours);
         self.contributors = merged;
     }
 
-    /// Where `payload`'s tally is, or would be inserted.
-    fn find_payload(&self, payload: &Payload) -> Result<usize, usize> {
-        self.tallies
-            .binary_search_by(|(tallied, _)| tallied.cmp(payload))
+    /// Where the tally of `discovery`'s payload is, or would be inserted.
+    fn find_payload(&self, discovery: &Discovery) -> Result<usize, usize> {
+        let payload_hash = discovery.digest().payload;
+        // A topic has few distinct payloads: scanning their hashes is
+        // cheaper than ordering payloads, and a new one is rare.
+        let found = self.tallies.iter().position(|tally| {
+            tally.payload_hash == payload_hash && tally.payload == *discovery.payload()
+        });
+        match found {
+            Some(tally_idx) => Ok(tally_idx),
+            None => Err(self.tallies.partition_point(|tally| {
+                (tally.payload_hash, &tally.payload) < (payload_hash, discovery.payload())
+            })),
+        }
     }
 
     /// Adds a new contributor's samples to its payload's tally at
-    /// `position`, found by `find_payload`.
-    fn count(&mut self, discovery: &Discovery, position: Result<usize, usize>) {
+    /// `position`, found by `find_payload`; returns true if and only if that
+    /// tally overtook the winner.
+    fn count(&mut self, discovery: &Discovery, position: Result<usize, usize>) -> bool {
         let rank = Rank::of(discovery);
         let samples = u64::from(discovery.samples());
-        match position {
+        let tally_idx = match position {
             Ok(tally_idx) => {
-                let tally = &mut self.tallies[tally_idx].1;
+                let tally = &mut self.tallies[tally_idx];
                 tally.votes += samples;
                 tally.newest = tally.newest.max(rank.id);
                 if rank.cmp(&tally.best) == Ordering::Greater {
                     tally.best = rank;
                 }
+                tally_idx
             }
             Err(tally_idx) => {
                 let tally = Tally {
+                    payload_hash: discovery.digest().payload,
+                    payload: discovery.payload().clone(),
                     votes: samples,
                     newest: rank.id,
                     best: rank,
                 };
-                self.tallies
-                    .insert(tally_idx, (discovery.payload().clone(), tally));
+                self.tallies.insert(tally_idx, tally);
+                // A payload sorted before the winner moves it along.
+                if tally_idx <= self.winner && self.tallies.len() > 1 {
+                    self.winner += 1;
+                }
+                tally_idx
             }
+        };
+        let overtakes = self.tallies[tally_idx].standing() > self.tallies[self.winner].standing();
+        if overtakes {
+            self.winner = tally_idx;
         }
-    }
-
-    /// Where the winning payload's tally is: most votes, then newest
-    /// supporter; 0 while there is none.
-    fn winner_idx(&self) -> usize {
-        self.tallies
-            .iter()
-            .map(|(_, tally)| (tally.votes, tally.newest))
-            .enumerate()
-            .max_by_key(|(_, standing)| *standing)
-            .map_or(0, |(tally_idx, _)| tally_idx)
+        overtakes
     }
 
     /// The contributor with `id`, which must be one.
@@ -295,7 +315,7 @@ impl Votes {
 
     /// The winning payload's tally.
     fn winner(&self) -> &Tally {
-        &self.tallies[self.winner_idx()].1
+        &self.tallies[self.winner]
     }
 }
 
@@ -443,7 +463,8 @@ fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery
         TopicState::Best(best) => {
             // Compared by reference: cloning the shared discoveries would
             // make every replica touch the same reference counts.
-            let conflicts = discovery.payload() != best.payload();
+            let conflicts = discovery.digest().payload != best.digest().payload
+                || discovery.payload() != best.payload();
             let takes_over = precedence(strategy, &discovery, best) == Ordering::Greater;
             if takes_over {
                 *best = discovery;

@@ -9,10 +9,11 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry as MapEntry;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use hashbrown::HashTable;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::learning::discovery::{Discovery, DiscoveryId, Kind, Payload, Topic};
 
@@ -82,19 +83,47 @@ pub struct Insertion {
 ///
 /// Two knowledges are equal when they hold the same state; how many
 /// changes led there (`revision`) does not count.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "KnowledgeRecord")]
 pub struct Knowledge {
     strategy: Strategy,
-    topics: BTreeMap<Topic, TopicState>,
+    /// Every topic's state, in the order topics were first seen.
+    states: Vec<TopicState>,
+    /// Where each topic's state is, in topic order, for whatever reads
+    /// topics in order or by name.
+    topics: BTreeMap<Topic, usize>,
+    /// Where each topic's state is, by the topic's hash. A discovery
+    /// carries its topic's hash, so filing it costs a probe and one
+    /// comparison of topics, not a walk of comparisons.
+    by_hash: HashTable<usize>,
     /// Bumped by every change of state, so that views derived from the
     /// knowledge can tell when to recompute.
-    #[serde(default)]
     revision: u64,
 }
 
 impl PartialEq for Knowledge {
     fn eq(&self, other: &Knowledge) -> bool {
-        self.strategy == other.strategy && self.topics == other.topics
+        let same_topics = || {
+            self.topics.iter().zip(&other.topics).all(
+                |((topic, &state_idx), (other_topic, &other_state_idx))| {
+                    topic == other_topic && self.states[state_idx] == other.states[other_state_idx]
+                },
+            )
+        };
+        self.strategy == other.strategy && self.topics.len() == other.topics.len() && same_topics()
+    }
+}
+
+/// Knowledge serializes as its strategy, a list of topics with their
+/// states in topic order (a list, not a map, as topics are not strings),
+/// and its revision.
+impl Serialize for Knowledge {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("Knowledge", 3)?;
+        record.serialize_field("strategy", &self.strategy)?;
+        record.serialize_field("topics", &StatesInTopicOrder(self))?;
+        record.serialize_field("revision", &self.revision)?;
+        record.end()
     }
 }
 
@@ -104,6 +133,17 @@ impl PartialEq for Knowledge {
 enum TopicState {
     Best(Arc<Discovery>),
     All(Votes),
+}
+
+impl TopicState {
+    /// The discovery that most recently joined the state, which every
+    /// state holds.
+    fn latest(&self) -> &Discovery {
+        match self {
+            TopicState::Best(discovery) => discovery,
+            TopicState::All(votes) => votes.latest(),
+        }
+    }
 }
 
 /// Every contributor of a topic, and per distinct payload its tally, kept
@@ -308,6 +348,13 @@ impl Votes {
         &self.contributors[contributor_idx]
     }
 
+    /// The contributor with the largest id, which every vote has.
+    fn latest(&self) -> &Discovery {
+        self.contributors
+            .last()
+            .expect("a vote holds at least one discovery")
+    }
+
     /// The contributors, in id order.
     fn discoveries(&self) -> impl Iterator<Item = &Arc<Discovery>> {
         self.contributors.iter()
@@ -324,7 +371,9 @@ impl Knowledge {
     pub fn new(strategy: Strategy) -> Knowledge {
         Knowledge {
             strategy,
+            states: Vec::new(),
             topics: BTreeMap::new(),
+            by_hash: HashTable::new(),
             revision: 0,
         }
     }
@@ -354,24 +403,27 @@ impl Knowledge {
     /// `Arc<Discovery>` that others hold costs no copy.
     pub fn insert(&mut self, discovery: impl Into<Arc<Discovery>>) -> Insertion {
         let discovery = discovery.into();
-        let strategy = self.strategy;
-        let Some(state) = self.topics.get_mut(discovery.topic()) else {
-            let state = match strategy.keeps_all() {
-                true => TopicState::All(Votes::new(Arc::clone(&discovery))),
-                false => TopicState::Best(Arc::clone(&discovery)),
-            };
-            self.topics.insert(discovery.topic().clone(), state);
-            self.revision += 1;
-            return Insertion {
-                changed: true,
-                conflicts: false,
-                belief_changed: true,
-            };
-        };
-
-        let insertion = join_one(strategy, state, discovery);
-        self.revision += u64::from(insertion.changed);
-        insertion
+        let topic_hash = discovery.digest().topic;
+        match self.find(topic_hash, discovery.topic()) {
+            Some(state_idx) => {
+                let insertion = join_one(self.strategy, &mut self.states[state_idx], discovery);
+                self.revision += u64::from(insertion.changed);
+                insertion
+            }
+            None => {
+                let state = match self.strategy.keeps_all() {
+                    true => TopicState::All(Votes::new(discovery)),
+                    false => TopicState::Best(discovery),
+                };
+                self.add_topic(topic_hash, state);
+                self.revision += 1;
+                Insertion {
+                    changed: true,
+                    conflicts: false,
+                    belief_changed: true,
+                }
+            }
+        }
     }
 
     /// Merges everything `other` knows into this; both must use the same
@@ -383,22 +435,23 @@ impl Knowledge {
                 theirs: other.strategy,
             });
         }
-        for (topic, state) in &other.topics {
-            match self.topics.entry(topic.clone()) {
-                MapEntry::Vacant(vacant) => {
-                    vacant.insert(state.clone());
+        for &theirs_idx in other.topics.values() {
+            let theirs = &other.states[theirs_idx];
+            let topic_hash = theirs.latest().digest().topic;
+            let Some(state_idx) = self.find(topic_hash, theirs.latest().topic()) else {
+                self.add_topic(topic_hash, theirs.clone());
+                continue;
+            };
+            match (&mut self.states[state_idx], theirs) {
+                (TopicState::All(ours), TopicState::All(theirs)) => ours.merge(theirs),
+                (ours, TopicState::Best(discovery)) => {
+                    join_one(self.strategy, ours, Arc::clone(discovery));
                 }
-                MapEntry::Occupied(mut occupied) => match (occupied.get_mut(), state) {
-                    (TopicState::All(ours), TopicState::All(theirs)) => ours.merge(theirs),
-                    (ours, TopicState::Best(discovery)) => {
+                (ours, TopicState::All(theirs)) => {
+                    for discovery in theirs.discoveries() {
                         join_one(self.strategy, ours, Arc::clone(discovery));
                     }
-                    (ours, TopicState::All(theirs)) => {
-                        for discovery in theirs.discoveries() {
-                            join_one(self.strategy, ours, Arc::clone(discovery));
-                        }
-                    }
-                },
+                }
             }
         }
         // Conservatively a change: views recompute once per merge.
@@ -408,9 +461,7 @@ impl Knowledge {
 
     /// The belief on one topic.
     pub fn belief(&self, topic: &Topic) -> Option<Belief> {
-        self.topics
-            .get(topic)
-            .map(|state| resolve(self.strategy, state))
+        self.state(topic).map(|state| resolve(self.strategy, state))
     }
 
     /// The beliefs on topics of one kind, in topic order, without resolving
@@ -426,24 +477,88 @@ impl Knowledge {
         self.topics
             .range(start..)
             .take_while(move |(topic, _)| topic.kind == *kind)
-            .map(|(topic, state)| (topic, resolve(self.strategy, state)))
+            .map(|(topic, &state_idx)| (topic, resolve(self.strategy, &self.states[state_idx])))
     }
 
     /// Every topic's belief, in topic order.
     pub fn beliefs(&self) -> impl Iterator<Item = (&Topic, Belief)> {
         self.topics
             .iter()
-            .map(|(topic, state)| (topic, resolve(self.strategy, state)))
+            .map(|(topic, &state_idx)| (topic, resolve(self.strategy, &self.states[state_idx])))
     }
 
     /// The discoveries kept for a topic: one for the strategies that pick,
     /// every contributor for those that weigh.
     pub fn discoveries(&self, topic: &Topic) -> Vec<&Discovery> {
-        match self.topics.get(topic) {
+        match self.state(topic) {
             None => Vec::new(),
             Some(TopicState::Best(discovery)) => vec![discovery.as_ref()],
             Some(TopicState::All(votes)) => votes.discoveries().map(Arc::as_ref).collect(),
         }
+    }
+
+    /// Where the state of the topic with `topic_hash` is.
+    fn find(&self, topic_hash: u64, topic: &Topic) -> Option<usize> {
+        let states = &self.states;
+        self.by_hash
+            .find(topic_hash, |&state_idx| {
+                states[state_idx].latest().topic() == topic
+            })
+            .copied()
+    }
+
+    /// Files the state of a topic not yet known.
+    fn add_topic(&mut self, topic_hash: u64, state: TopicState) {
+        let state_idx = self.states.len();
+        self.topics
+            .insert(state.latest().topic().clone(), state_idx);
+        let states = &self.states;
+        self.by_hash
+            .insert_unique(topic_hash, state_idx, |&state_idx| {
+                states[state_idx].latest().digest().topic
+            });
+        self.states.push(state);
+    }
+
+    /// The state of `topic`, found by name.
+    fn state(&self, topic: &Topic) -> Option<&TopicState> {
+        self.topics
+            .get(topic)
+            .map(|&state_idx| &self.states[state_idx])
+    }
+}
+
+/// Knowledge as it deserializes.
+#[derive(Deserialize)]
+struct KnowledgeRecord {
+    strategy: Strategy,
+    topics: Vec<(Topic, TopicState)>,
+    #[serde(default)]
+    revision: u64,
+}
+
+impl From<KnowledgeRecord> for Knowledge {
+    fn from(record: KnowledgeRecord) -> Knowledge {
+        let mut knowledge = Knowledge::new(record.strategy);
+        for (_, state) in record.topics {
+            knowledge.add_topic(state.latest().digest().topic, state);
+        }
+        knowledge.revision = record.revision;
+        knowledge
+    }
+}
+
+/// A knowledge's topics and their states, in topic order.
+struct StatesInTopicOrder<'a>(&'a Knowledge);
+
+impl Serialize for StatesInTopicOrder<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Knowledge { topics, states, .. } = self.0;
+        serializer.collect_seq(
+            topics
+                .iter()
+                .map(|(topic, &state_idx)| (topic, &states[state_idx])),
+        )
     }
 }
 

@@ -120,6 +120,29 @@ fn an_insertion_reports_exactly_what_it_changed() -> Result<(), PropertyFailure>
     })
 }
 
+/// Knowledge read back from its serialized form is equal to it, and files
+/// every discovery it knew under the topic it had.
+#[gymfleet_harness::test]
+fn knowledge_read_back_from_json_is_the_same_knowledge() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), discoveries(24)), |(strategy, mut list)| {
+        // serde_json may read a float back one unit in the last place off;
+        // that is about JSON, not knowledge, so keep exact numbers only.
+        list.retain(|discovery| {
+            let json = serde_json::to_string(discovery).expect("a discovery serializes");
+            serde_json::from_str::<Discovery>(&json).is_ok_and(|read_back| read_back == *discovery)
+        });
+        let original = knowledge(strategy, &list);
+        let json = serde_json::to_string(&original).expect("knowledge serializes");
+        let mut read_back: Knowledge = serde_json::from_str(&json).expect("and reads back");
+        prop_assert_eq!(&read_back, &original);
+        for discovery in &list {
+            prop_assert!(!read_back.insert(discovery.clone()).changed);
+        }
+        prop_assert_eq!(read_back.len(), original.len());
+        Ok(())
+    })
+}
+
 #[gymfleet_harness::test]
 fn beliefs_come_from_the_inputs_and_merged_confidence_stays_in_their_range() -> Result<(), PropertyFailure> {
     prop::check((strategy(), discoveries(24)), |(strategy, list)| {

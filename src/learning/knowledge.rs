@@ -228,6 +228,7 @@ impl Votes {
     ///
     /// The payload is searched once: its position says both whether the
     /// newcomer conflicts with the winner and which tally it joins.
+    #[inline]
     fn insert(&mut self, discovery: Arc<Discovery>) -> Insertion {
         let was_empty = self.tallies.is_empty();
         let position = self.find_payload(&discovery);
@@ -254,7 +255,10 @@ impl Votes {
         };
 
         let overtaken = self.count(&discovery, position);
-        self.contributors.insert(slot, discovery);
+        match slot == self.contributors.len() {
+            true => self.contributors.push(discovery),
+            false => self.contributors.insert(slot, discovery),
+        }
         Insertion {
             changed: true,
             conflicts,
@@ -285,6 +289,7 @@ impl Votes {
     }
 
     /// Where the tally of `discovery`'s payload is, or would be inserted.
+    #[inline]
     fn find_payload(&self, discovery: &Discovery) -> Result<usize, usize> {
         let payload_hash = discovery.digest().payload;
         // A topic has few distinct payloads: scanning their hashes is
@@ -303,6 +308,7 @@ impl Votes {
     /// Adds a new contributor's samples to its payload's tally at
     /// `position`, found by `find_payload`; returns true if and only if that
     /// tally overtook the winner.
+    #[inline]
     fn count(&mut self, discovery: &Discovery, position: Result<usize, usize>) -> bool {
         let rank = Rank::of(discovery);
         let samples = u64::from(discovery.samples());
@@ -498,6 +504,7 @@ impl Knowledge {
     }
 
     /// Where the state of the topic with `topic_hash` is.
+    #[inline]
     fn find(&self, topic_hash: u64, topic: &Topic) -> Option<usize> {
         let states = &self.states;
         self.by_hash
@@ -573,6 +580,7 @@ pub struct StrategyMismatch {
 }
 
 /// Joins one discovery into a topic's state, and says what that did.
+#[inline]
 fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery>) -> Insertion {
     match state {
         TopicState::Best(best) => {

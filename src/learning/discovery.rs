@@ -5,6 +5,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -251,6 +252,7 @@ pub enum InvalidDiscovery {
 
 /// A validated discovery.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "DiscoveryFields")]
 pub struct Discovery {
     id: DiscoveryId,
     topic: Topic,
@@ -260,6 +262,57 @@ pub struct Discovery {
     samples: u32,
     priority: Priority,
     checkpoint: Option<String>,
+    /// Taken once, here, so that every replica a discovery reaches files it
+    /// without hashing or comparing strings. Derived from the fields above,
+    /// so never stored.
+    #[serde(skip_serializing)]
+    digest: Digest,
+}
+
+/// Hashes of a discovery's topic and payload. Equal topics (payloads) have
+/// equal hashes within one build of the program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Digest {
+    pub(crate) topic: u64,
+    pub(crate) payload: u64,
+}
+
+impl Digest {
+    fn of(topic: &Topic, payload: &Payload) -> Digest {
+        Digest {
+            topic: fixed_hash(topic),
+            payload: fixed_hash(payload),
+        }
+    }
+}
+
+/// A discovery as stored: every field but the digest, which is recomputed.
+#[derive(Deserialize)]
+struct DiscoveryFields {
+    id: DiscoveryId,
+    topic: Topic,
+    payload: Payload,
+    confidence: f64,
+    success_rate: f64,
+    samples: u32,
+    priority: Priority,
+    checkpoint: Option<String>,
+}
+
+impl From<DiscoveryFields> for Discovery {
+    fn from(fields: DiscoveryFields) -> Discovery {
+        Discovery {
+            digest: Digest::of(&fields.topic, &fields.payload),
+            id: fields.id,
+            topic: fields.topic,
+            payload: fields.payload,
+            confidence: fields.confidence,
+            success_rate: fields.success_rate,
+            samples: fields.samples,
+            priority: fields.priority,
+            checkpoint: fields.checkpoint,
+        }
+    }
 }
 
 impl DiscoveryDraft {
@@ -274,6 +327,7 @@ impl DiscoveryDraft {
             return Err(InvalidDiscovery::EmptyKey);
         }
         Ok(Discovery {
+            digest: Digest::of(&self.topic, &self.payload),
             id,
             topic: self.topic,
             payload: self.payload,
@@ -327,6 +381,11 @@ impl Discovery {
         self.checkpoint.as_deref()
     }
 
+    /// Hashes of the topic and the payload.
+    pub(crate) fn digest(&self) -> Digest {
+        self.digest
+    }
+
     /// One number for how much to trust it, in [0, 1]: confidence times
     /// success rate, discounted when few samples back it (one sample counts
     /// a sixth, twenty-five count five sixths).
@@ -344,4 +403,12 @@ fn unit_interval(field: &'static str, value: f64) -> Result<(), InvalidDiscovery
         }
         _ => Ok(()),
     }
+}
+
+/// A hash that is the same for equal values everywhere in the process: the
+/// default hasher with its fixed keys, not a per-map random state.
+fn fixed_hash(value: &impl Hash) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    value.hash(&mut hasher);
+    hasher.finish()
 }

@@ -9,10 +9,11 @@
 
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::collections::btree_map::Entry as MapEntry;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
+use hashbrown::HashTable;
+use serde::ser::SerializeStruct;
+use serde::{Deserialize, Serialize, Serializer};
 
 use crate::learning::discovery::{Discovery, DiscoveryId, Kind, Payload, Topic};
 
@@ -82,19 +83,47 @@ pub struct Insertion {
 ///
 /// Two knowledges are equal when they hold the same state; how many
 /// changes led there (`revision`) does not count.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(from = "KnowledgeRecord")]
 pub struct Knowledge {
     strategy: Strategy,
-    topics: BTreeMap<Topic, TopicState>,
+    /// Every topic's state, in the order topics were first seen.
+    states: Vec<TopicState>,
+    /// Where each topic's state is, in topic order, for whatever reads
+    /// topics in order or by name.
+    topics: BTreeMap<Topic, usize>,
+    /// Where each topic's state is, by the topic's hash. A discovery
+    /// carries its topic's hash, so filing it costs a probe and one
+    /// comparison of topics, not a walk of comparisons.
+    by_hash: HashTable<usize>,
     /// Bumped by every change of state, so that views derived from the
     /// knowledge can tell when to recompute.
-    #[serde(default)]
     revision: u64,
 }
 
 impl PartialEq for Knowledge {
     fn eq(&self, other: &Knowledge) -> bool {
-        self.strategy == other.strategy && self.topics == other.topics
+        let same_topics = || {
+            self.topics.iter().zip(&other.topics).all(
+                |((topic, &state_idx), (other_topic, &other_state_idx))| {
+                    topic == other_topic && self.states[state_idx] == other.states[other_state_idx]
+                },
+            )
+        };
+        self.strategy == other.strategy && self.topics.len() == other.topics.len() && same_topics()
+    }
+}
+
+/// Knowledge serializes as its strategy, a list of topics with their
+/// states in topic order (a list, not a map, as topics are not strings),
+/// and its revision.
+impl Serialize for Knowledge {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("Knowledge", 3)?;
+        record.serialize_field("strategy", &self.strategy)?;
+        record.serialize_field("topics", &StatesInTopicOrder(self))?;
+        record.serialize_field("revision", &self.revision)?;
+        record.end()
     }
 }
 
@@ -106,78 +135,240 @@ enum TopicState {
     All(Votes),
 }
 
-/// Every contributor of a topic, and per distinct payload its tally, kept
-/// up to date on insert so that finding the winner does not rescan the
-/// contributors. Tallies are integer sums and maxima, so they depend only
-/// on the set of contributors, never on the order they arrived in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-struct Votes {
-    discoveries: BTreeMap<DiscoveryId, Arc<Discovery>>,
-    /// Sorted by payload; a topic has few distinct payloads.
-    tallies: Vec<(Payload, Tally)>,
+impl TopicState {
+    /// The discovery that most recently joined the state, which every
+    /// state holds.
+    fn latest(&self) -> &Discovery {
+        match self {
+            TopicState::Best(discovery) => discovery,
+            TopicState::All(votes) => votes.latest(),
+        }
+    }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+/// Every contributor of a topic, and per distinct payload its tally, kept
+/// up to date on insert so that finding the winner does not rescan the
+/// contributors, nor look any of them up. Tallies are integer sums and
+/// maxima, so they depend only on the set of contributors, never on the
+/// order they arrived in.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Votes {
+    /// Sorted by id. Discoveries mostly arrive in id order, so a newcomer
+    /// is usually appended, with no search and no tree to walk, and each
+    /// costs a replica one pointer.
+    contributors: Vec<Arc<Discovery>>,
+    /// One per distinct payload, sorted by the payload's hash, then the
+    /// payload: an order as canonical as the payload's own, in which a
+    /// newcomer's payload is found by comparing numbers.
+    tallies: Vec<Tally>,
+    /// Where the winning tally is. Votes and newest supporters only grow, so
+    /// only the tally just counted can overtake it.
+    winner: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Tally {
+    /// The payload's hash, from its supporters' digest.
+    payload_hash: u64,
+    payload: Payload,
     /// Samples of the payload's supporters.
     votes: u64,
     /// The newest supporter, which breaks ties between payloads.
     newest: DiscoveryId,
-    /// The most confident supporter, which stands for the payload.
-    best: DiscoveryId,
+    /// The most confident supporter, which stands for the payload. Its rank
+    /// is copied here so that a newcomer is compared without a lookup.
+    best: Rank,
+}
+
+/// What `HighestConfidence` orders discoveries by: confidence, then
+/// samples, then id.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct Rank {
+    confidence: f64,
+    samples: u32,
+    id: DiscoveryId,
+}
+
+impl Tally {
+    /// What decides between payloads: most votes, then newest supporter.
+    fn standing(&self) -> (u64, DiscoveryId) {
+        (self.votes, self.newest)
+    }
+}
+
+impl Rank {
+    fn of(discovery: &Discovery) -> Rank {
+        Rank {
+            confidence: discovery.confidence(),
+            samples: discovery.samples(),
+            id: discovery.id(),
+        }
+    }
+
+    fn cmp(&self, other: &Rank) -> Ordering {
+        self.confidence
+            .total_cmp(&other.confidence)
+            .then(self.samples.cmp(&other.samples))
+            .then(self.id.cmp(&other.id))
+    }
 }
 
 impl Votes {
     fn new(discovery: Arc<Discovery>) -> Votes {
         let mut votes = Votes {
-            discoveries: BTreeMap::new(),
+            contributors: Vec::new(),
             tallies: Vec::new(),
+            winner: 0,
         };
         votes.insert(discovery);
         votes
     }
 
-    /// Adds a contributor; returns true if and only if it was not there.
-    fn insert(&mut self, discovery: Arc<Discovery>) -> bool {
+    /// Adds a contributor, unless it is already there.
+    ///
+    /// The payload is searched once: its position says both whether the
+    /// newcomer conflicts with the winner and which tally it joins.
+    #[inline]
+    fn insert(&mut self, discovery: Arc<Discovery>) -> Insertion {
+        let was_empty = self.tallies.is_empty();
+        let position = self.find_payload(&discovery);
+        let conflicts = !was_empty && position != Ok(self.winner);
+
         let id = discovery.id();
-        if self.discoveries.contains_key(&id) {
-            return false;
-        }
-        let samples = u64::from(discovery.samples());
-        match self
-            .tallies
-            .binary_search_by(|(payload, _)| payload.cmp(discovery.payload()))
-        {
-            Ok(index) => {
-                let tally = &mut self.tallies[index].1;
-                tally.votes += samples;
-                tally.newest = tally.newest.max(id);
-                let best = &self.discoveries[&tally.best];
-                if precedence(Strategy::HighestConfidence, &discovery, best) == Ordering::Greater {
-                    tally.best = id;
+        let slot = match self.contributors.last() {
+            Some(last) if last.id() >= id => {
+                match self
+                    .contributors
+                    .binary_search_by_key(&id, |kept| kept.id())
+                {
+                    Ok(_) => {
+                        return Insertion {
+                            changed: false,
+                            conflicts,
+                            belief_changed: false,
+                        };
+                    }
+                    Err(slot) => slot,
                 }
             }
-            Err(index) => {
-                let tally = Tally {
-                    votes: samples,
-                    newest: id,
-                    best: id,
-                };
-                self.tallies
-                    .insert(index, (discovery.payload().clone(), tally));
-            }
+            _ => self.contributors.len(),
+        };
+
+        let overtaken = self.count(&discovery, position);
+        match slot == self.contributors.len() {
+            true => self.contributors.push(discovery),
+            false => self.contributors.insert(slot, discovery),
         }
-        self.discoveries.insert(id, discovery);
-        true
+        Insertion {
+            changed: true,
+            conflicts,
+            belief_changed: was_empty || overtaken,
+        }
     }
 
-    /// The winning payload's tally: most votes, then newest supporter.
+    /// Adds every contributor of `other` not already here, in one pass over
+    /// both lists, whatever their order.
+    fn merge(&mut self, other: &Votes) {
+        let mut merged = Vec::with_capacity(self.contributors.len() + other.contributors.len());
+        let mut ours = std::mem::take(&mut self.contributors)
+            .into_iter()
+            .peekable();
+        for discovery in &other.contributors {
+            let id = discovery.id();
+            while let Some(earlier) = ours.next_if(|ours| ours.id() < id) {
+                merged.push(earlier);
+            }
+            if ours.peek().is_some_and(|ours| ours.id() == id) {
+                continue;
+            }
+            self.count(discovery, self.find_payload(discovery));
+            merged.push(Arc::clone(discovery));
+        }
+        merged.extend(ours);
+        self.contributors = merged;
+    }
+
+    /// Where the tally of `discovery`'s payload is, or would be inserted.
+    #[inline]
+    fn find_payload(&self, discovery: &Discovery) -> Result<usize, usize> {
+        let payload_hash = discovery.digest().payload;
+        // A topic has few distinct payloads: scanning their hashes is
+        // cheaper than ordering payloads, and a new one is rare.
+        let found = self.tallies.iter().position(|tally| {
+            tally.payload_hash == payload_hash && tally.payload == *discovery.payload()
+        });
+        match found {
+            Some(tally_idx) => Ok(tally_idx),
+            None => Err(self.tallies.partition_point(|tally| {
+                (tally.payload_hash, &tally.payload) < (payload_hash, discovery.payload())
+            })),
+        }
+    }
+
+    /// Adds a new contributor's samples to its payload's tally at
+    /// `position`, found by `find_payload`; returns true if and only if that
+    /// tally overtook the winner.
+    #[inline]
+    fn count(&mut self, discovery: &Discovery, position: Result<usize, usize>) -> bool {
+        let rank = Rank::of(discovery);
+        let samples = u64::from(discovery.samples());
+        let tally_idx = match position {
+            Ok(tally_idx) => {
+                let tally = &mut self.tallies[tally_idx];
+                tally.votes += samples;
+                tally.newest = tally.newest.max(rank.id);
+                if rank.cmp(&tally.best) == Ordering::Greater {
+                    tally.best = rank;
+                }
+                tally_idx
+            }
+            Err(tally_idx) => {
+                let tally = Tally {
+                    payload_hash: discovery.digest().payload,
+                    payload: discovery.payload().clone(),
+                    votes: samples,
+                    newest: rank.id,
+                    best: rank,
+                };
+                self.tallies.insert(tally_idx, tally);
+                // A payload sorted before the winner moves it along.
+                if tally_idx <= self.winner && self.tallies.len() > 1 {
+                    self.winner += 1;
+                }
+                tally_idx
+            }
+        };
+        let overtakes = self.tallies[tally_idx].standing() > self.tallies[self.winner].standing();
+        if overtakes {
+            self.winner = tally_idx;
+        }
+        overtakes
+    }
+
+    /// The contributor with `id`, which must be one.
+    fn contributor(&self, id: DiscoveryId) -> &Discovery {
+        let contributor_idx = self
+            .contributors
+            .binary_search_by_key(&id, |kept| kept.id())
+            .expect("a tally's discoveries are contributors");
+        &self.contributors[contributor_idx]
+    }
+
+    /// The contributor with the largest id, which every vote has.
+    fn latest(&self) -> &Discovery {
+        self.contributors
+            .last()
+            .expect("a vote holds at least one discovery")
+    }
+
+    /// The contributors, in id order.
+    fn discoveries(&self) -> impl Iterator<Item = &Arc<Discovery>> {
+        self.contributors.iter()
+    }
+
+    /// The winning payload's tally.
     fn winner(&self) -> &Tally {
-        self.tallies
-            .iter()
-            .map(|(_, tally)| tally)
-            .max_by(|a, b| a.votes.cmp(&b.votes).then(a.newest.cmp(&b.newest)))
-            .expect("a topic's state holds at least one discovery")
+        &self.tallies[self.winner]
     }
 }
 
@@ -186,7 +377,9 @@ impl Knowledge {
     pub fn new(strategy: Strategy) -> Knowledge {
         Knowledge {
             strategy,
+            states: Vec::new(),
             topics: BTreeMap::new(),
+            by_hash: HashTable::new(),
             revision: 0,
         }
     }
@@ -216,41 +409,26 @@ impl Knowledge {
     /// `Arc<Discovery>` that others hold costs no copy.
     pub fn insert(&mut self, discovery: impl Into<Arc<Discovery>>) -> Insertion {
         let discovery = discovery.into();
-        let strategy = self.strategy;
-        let Some(state) = self.topics.get_mut(discovery.topic()) else {
-            let state = match strategy.keeps_all() {
-                true => TopicState::All(Votes::new(Arc::clone(&discovery))),
-                false => TopicState::Best(Arc::clone(&discovery)),
-            };
-            self.topics.insert(discovery.topic().clone(), state);
-            self.revision += 1;
-            return Insertion {
-                changed: true,
-                conflicts: false,
-                belief_changed: true,
-            };
-        };
-
-        // Compared by reference: cloning the shared discoveries would make
-        // every replica touch the same reference counts.
-        let conflicts = discovery.payload() != believed(state).payload();
-        let before = believed(state).id();
-        let changed = join_one(strategy, state, discovery);
-        self.revision += u64::from(changed);
-        let belief_changed = match &*state {
-            // The kept discovery is the new one; its payload differs from
-            // the one it replaced if and only if it conflicted.
-            TopicState::Best(_) => changed && conflicts,
-            TopicState::All(votes) => {
-                let after = votes.winner().best;
-                let payload = |id: DiscoveryId| votes.discoveries[&id].payload();
-                after != before && payload(after) != payload(before)
+        let topic_hash = discovery.digest().topic;
+        match self.find(topic_hash, discovery.topic()) {
+            Some(state_idx) => {
+                let insertion = join_one(self.strategy, &mut self.states[state_idx], discovery);
+                self.revision += u64::from(insertion.changed);
+                insertion
             }
-        };
-        Insertion {
-            changed,
-            conflicts,
-            belief_changed,
+            None => {
+                let state = match self.strategy.keeps_all() {
+                    true => TopicState::All(Votes::new(discovery)),
+                    false => TopicState::Best(discovery),
+                };
+                self.add_topic(topic_hash, state);
+                self.revision += 1;
+                Insertion {
+                    changed: true,
+                    conflicts: false,
+                    belief_changed: true,
+                }
+            }
         }
     }
 
@@ -263,21 +441,23 @@ impl Knowledge {
                 theirs: other.strategy,
             });
         }
-        for (topic, state) in &other.topics {
-            match self.topics.entry(topic.clone()) {
-                MapEntry::Vacant(vacant) => {
-                    vacant.insert(state.clone());
+        for &theirs_idx in other.topics.values() {
+            let theirs = &other.states[theirs_idx];
+            let topic_hash = theirs.latest().digest().topic;
+            let Some(state_idx) = self.find(topic_hash, theirs.latest().topic()) else {
+                self.add_topic(topic_hash, theirs.clone());
+                continue;
+            };
+            match (&mut self.states[state_idx], theirs) {
+                (TopicState::All(ours), TopicState::All(theirs)) => ours.merge(theirs),
+                (ours, TopicState::Best(discovery)) => {
+                    join_one(self.strategy, ours, Arc::clone(discovery));
                 }
-                MapEntry::Occupied(mut occupied) => match state {
-                    TopicState::Best(discovery) => {
-                        join_one(self.strategy, occupied.get_mut(), Arc::clone(discovery));
+                (ours, TopicState::All(theirs)) => {
+                    for discovery in theirs.discoveries() {
+                        join_one(self.strategy, ours, Arc::clone(discovery));
                     }
-                    TopicState::All(votes) => {
-                        for discovery in votes.discoveries.values() {
-                            join_one(self.strategy, occupied.get_mut(), Arc::clone(discovery));
-                        }
-                    }
-                },
+                }
             }
         }
         // Conservatively a change: views recompute once per merge.
@@ -287,9 +467,7 @@ impl Knowledge {
 
     /// The belief on one topic.
     pub fn belief(&self, topic: &Topic) -> Option<Belief> {
-        self.topics
-            .get(topic)
-            .map(|state| resolve(self.strategy, state))
+        self.state(topic).map(|state| resolve(self.strategy, state))
     }
 
     /// The beliefs on topics of one kind, in topic order, without resolving
@@ -305,24 +483,89 @@ impl Knowledge {
         self.topics
             .range(start..)
             .take_while(move |(topic, _)| topic.kind == *kind)
-            .map(|(topic, state)| (topic, resolve(self.strategy, state)))
+            .map(|(topic, &state_idx)| (topic, resolve(self.strategy, &self.states[state_idx])))
     }
 
     /// Every topic's belief, in topic order.
     pub fn beliefs(&self) -> impl Iterator<Item = (&Topic, Belief)> {
         self.topics
             .iter()
-            .map(|(topic, state)| (topic, resolve(self.strategy, state)))
+            .map(|(topic, &state_idx)| (topic, resolve(self.strategy, &self.states[state_idx])))
     }
 
     /// The discoveries kept for a topic: one for the strategies that pick,
     /// every contributor for those that weigh.
     pub fn discoveries(&self, topic: &Topic) -> Vec<&Discovery> {
-        match self.topics.get(topic) {
+        match self.state(topic) {
             None => Vec::new(),
             Some(TopicState::Best(discovery)) => vec![discovery.as_ref()],
-            Some(TopicState::All(votes)) => votes.discoveries.values().map(Arc::as_ref).collect(),
+            Some(TopicState::All(votes)) => votes.discoveries().map(Arc::as_ref).collect(),
         }
+    }
+
+    /// Where the state of the topic with `topic_hash` is.
+    #[inline]
+    fn find(&self, topic_hash: u64, topic: &Topic) -> Option<usize> {
+        let states = &self.states;
+        self.by_hash
+            .find(topic_hash, |&state_idx| {
+                states[state_idx].latest().topic() == topic
+            })
+            .copied()
+    }
+
+    /// Files the state of a topic not yet known.
+    fn add_topic(&mut self, topic_hash: u64, state: TopicState) {
+        let state_idx = self.states.len();
+        self.topics
+            .insert(state.latest().topic().clone(), state_idx);
+        let states = &self.states;
+        self.by_hash
+            .insert_unique(topic_hash, state_idx, |&state_idx| {
+                states[state_idx].latest().digest().topic
+            });
+        self.states.push(state);
+    }
+
+    /// The state of `topic`, found by name.
+    fn state(&self, topic: &Topic) -> Option<&TopicState> {
+        self.topics
+            .get(topic)
+            .map(|&state_idx| &self.states[state_idx])
+    }
+}
+
+/// Knowledge as it deserializes.
+#[derive(Deserialize)]
+struct KnowledgeRecord {
+    strategy: Strategy,
+    topics: Vec<(Topic, TopicState)>,
+    #[serde(default)]
+    revision: u64,
+}
+
+impl From<KnowledgeRecord> for Knowledge {
+    fn from(record: KnowledgeRecord) -> Knowledge {
+        let mut knowledge = Knowledge::new(record.strategy);
+        for (_, state) in record.topics {
+            knowledge.add_topic(state.latest().digest().topic, state);
+        }
+        knowledge.revision = record.revision;
+        knowledge
+    }
+}
+
+/// A knowledge's topics and their states, in topic order.
+struct StatesInTopicOrder<'a>(&'a Knowledge);
+
+impl Serialize for StatesInTopicOrder<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let Knowledge { topics, states, .. } = self.0;
+        serializer.collect_seq(
+            topics
+                .iter()
+                .map(|(topic, &state_idx)| (topic, &states[state_idx])),
+        )
     }
 }
 
@@ -336,16 +579,26 @@ pub struct StrategyMismatch {
     pub theirs: Strategy,
 }
 
-/// Joins one discovery into a topic's state; returns true if and only if the
-/// state changed.
-fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery>) -> bool {
+/// Joins one discovery into a topic's state, and says what that did.
+#[inline]
+fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery>) -> Insertion {
     match state {
         TopicState::Best(best) => {
+            // Compared by reference: cloning the shared discoveries would
+            // make every replica touch the same reference counts.
+            let conflicts = discovery.digest().payload != best.digest().payload
+                || discovery.payload() != best.payload();
             let takes_over = precedence(strategy, &discovery, best) == Ordering::Greater;
             if takes_over {
                 *best = discovery;
             }
-            takes_over
+            // The kept discovery is the new one; its payload differs from
+            // the one it replaced if and only if it conflicted.
+            Insertion {
+                changed: takes_over,
+                conflicts,
+                belief_changed: takes_over && conflicts,
+            }
         }
         TopicState::All(votes) => votes.insert(discovery),
     }
@@ -354,21 +607,9 @@ fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery
 /// The total order under which a picking strategy keeps the maximum.
 fn precedence(strategy: Strategy, a: &Discovery, b: &Discovery) -> Ordering {
     match strategy {
-        Strategy::HighestConfidence => a
-            .confidence()
-            .total_cmp(&b.confidence())
-            .then(a.samples().cmp(&b.samples()))
-            .then(a.id().cmp(&b.id())),
+        Strategy::HighestConfidence => Rank::of(a).cmp(&Rank::of(b)),
         // Ids sort by wall-clock time first.
         Strategy::LatestWins | Strategy::Consensus | Strategy::WeightedMerge => a.id().cmp(&b.id()),
-    }
-}
-
-/// The discovery that stands for the topic's belief.
-fn believed(state: &TopicState) -> &Discovery {
-    match state {
-        TopicState::Best(discovery) => discovery,
-        TopicState::All(votes) => &votes.discoveries[&votes.winner().best],
     }
 }
 
@@ -384,10 +625,9 @@ fn resolve(strategy: Strategy, state: &TopicState) -> Belief {
         },
         TopicState::All(votes) => {
             let tally = votes.winner();
-            let discoveries = &votes.discoveries;
-            let winner = &discoveries[&tally.best];
-            let supporters: Vec<&Discovery> = discoveries
-                .values()
+            let winner = votes.contributor(tally.best.id);
+            let supporters: Vec<&Discovery> = votes
+                .discoveries()
                 .map(Arc::as_ref)
                 .filter(|d| d.payload() == winner.payload())
                 .collect();
@@ -422,7 +662,7 @@ fn resolve(strategy: Strategy, state: &TopicState) -> Belief {
                 success_rate,
                 samples: tally.votes,
                 supporters: supporters.len(),
-                representative: tally.best,
+                representative: tally.best.id,
             }
         }
     }

@@ -69,3 +69,27 @@ fn ids_sort_by_time_then_worker_then_sequence() {
     ids.sort();
     assert_eq!(ids, vec![id(1, 0, 9), id(1, 1, 4), id(1, 1, 5), id(2, 0, 0)]);
 }
+
+/// What the store keeps is the discovery's own fields, and what it reads
+/// back is the same discovery, filed under the same topic as the original.
+#[gymfleet_harness::test]
+fn a_discovery_read_back_from_its_stored_form_is_the_same_discovery() -> anyhow::Result<()> {
+    use anyhow::Context;
+    use gymfleet::learning::{Discovery, Knowledge, Strategy};
+
+    let discovery = draft().finish(id())?;
+    let stored = serde_json::to_value(&discovery)?;
+    let fields: Vec<&str> = stored.as_object().context("an object")?.keys().map(String::as_str).collect();
+    let expected = ["checkpoint", "confidence", "id", "payload", "priority", "samples", "success_rate", "topic"];
+    anyhow::ensure!(fields == expected, "stored fields {fields:?}");
+
+    let read_back: Discovery = serde_json::from_value(stored)?;
+    anyhow::ensure!(read_back == discovery);
+    for strategy in Strategy::ALL {
+        let mut knowledge = Knowledge::new(strategy);
+        knowledge.insert(discovery.clone());
+        anyhow::ensure!(!knowledge.insert(read_back.clone()).changed, "{strategy:?} filed it twice");
+        anyhow::ensure!(knowledge.len() == 1);
+    }
+    Ok(())
+}

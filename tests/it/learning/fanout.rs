@@ -121,3 +121,48 @@ async fn waiting_for_acknowledgements_wakes_on_the_last_one() {
         applier.await.expect("an applier ends");
     }
 }
+
+/// Subscribers are woken by one another, not all by the source: every one
+/// that waits must still get the batch, even when one that should wake
+/// others went away with its delivery unreceived.
+#[gymfleet_harness::test(start_paused)]
+async fn every_waiting_subscriber_is_woken_even_if_one_that_wakes_others_is_gone() {
+    let mut fanout = FanOut::new(4);
+    let applied = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let appliers: Vec<_> = (0..16)
+        .map(|_| {
+            let mut subscription = fanout.subscribe();
+            let applied = Arc::clone(&applied);
+            tokio::spawn(async move {
+                while let Some(delivery) = subscription.recv().await {
+                    applied.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    delivery.ack();
+                }
+            })
+        })
+        .collect();
+    // Let every applier wait for its first delivery.
+    tokio::time::sleep(Duration::from_millis(1)).await;
+
+    fanout.publish(batch(0), Instant::now(), snapshot);
+    // The first subscriber is woken by the source and wakes others; it
+    // goes away before it runs, dropping its delivery unreceived.
+    appliers[0].abort();
+    settle(&mut fanout).await;
+    assert_eq!(applied.load(std::sync::atomic::Ordering::Relaxed), 15);
+    assert_eq!(fanout.abandoned(), 1, "the batch never reached the first subscriber");
+
+    let published = fanout.publish(batch(1), Instant::now(), snapshot);
+    assert_eq!((published.delivered, published.gone), (15, 1));
+    settle(&mut fanout).await;
+    assert_eq!(applied.load(std::sync::atomic::Ordering::Relaxed), 30);
+    assert_eq!(fanout.latency().len(), 1);
+}
+
+/// Waits, a bounded time, until every batch in flight is applied.
+async fn settle(fanout: &mut FanOut) {
+    // A subscriber never woken would wait forever; ten seconds of paused
+    // time pass at once.
+    fanout.wait_for_acks(Duration::from_secs(10)).await;
+    assert_eq!(fanout.outstanding(), 0, "a batch is still waiting for a subscriber");
+}

@@ -98,6 +98,51 @@ fn replicas_converge_whatever_the_delivery_order() -> Result<(), PropertyFailure
     })
 }
 
+/// Every insert, new or repeated, in any order, says exactly what it did:
+/// whether the state changed, whether the discovery disagreed with the
+/// belief before it, and whether the believed payload changed.
+#[gymfleet_harness::test]
+fn an_insertion_reports_exactly_what_it_changed() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), discoveries(32)), |(strategy, list)| {
+        let mut knowledge = Knowledge::new(strategy);
+        for discovery in list.iter().chain(list.iter().step_by(3)) {
+            let before = knowledge.clone();
+            let believed_before = before.belief(discovery.topic()).map(|belief| belief.payload);
+            let insertion = knowledge.insert(discovery.clone());
+            let believed_after = knowledge.belief(discovery.topic()).map(|belief| belief.payload);
+
+            prop_assert_eq!(insertion.changed, knowledge != before);
+            let disagrees = believed_before.as_ref().is_some_and(|payload| payload != discovery.payload());
+            prop_assert_eq!(insertion.conflicts, disagrees);
+            prop_assert_eq!(insertion.belief_changed, believed_before != believed_after);
+        }
+        Ok(())
+    })
+}
+
+/// Knowledge read back from its serialized form is equal to it, and files
+/// every discovery it knew under the topic it had.
+#[gymfleet_harness::test]
+fn knowledge_read_back_from_json_is_the_same_knowledge() -> Result<(), PropertyFailure> {
+    prop::check((strategy(), discoveries(24)), |(strategy, mut list)| {
+        // serde_json may read a float back one unit in the last place off;
+        // that is about JSON, not knowledge, so keep exact numbers only.
+        list.retain(|discovery| {
+            let json = serde_json::to_string(discovery).expect("a discovery serializes");
+            serde_json::from_str::<Discovery>(&json).is_ok_and(|read_back| read_back == *discovery)
+        });
+        let original = knowledge(strategy, &list);
+        let json = serde_json::to_string(&original).expect("knowledge serializes");
+        let mut read_back: Knowledge = serde_json::from_str(&json).expect("and reads back");
+        prop_assert_eq!(&read_back, &original);
+        for discovery in &list {
+            prop_assert!(!read_back.insert(discovery.clone()).changed);
+        }
+        prop_assert_eq!(read_back.len(), original.len());
+        Ok(())
+    })
+}
+
 #[gymfleet_harness::test]
 fn beliefs_come_from_the_inputs_and_merged_confidence_stays_in_their_range() -> Result<(), PropertyFailure> {
     prop::check((strategy(), discoveries(24)), |(strategy, list)| {

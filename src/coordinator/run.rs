@@ -651,6 +651,8 @@ pub async fn run(
     set_progress(&store, experiments_before + report.experiments).await?;
 
     report.ended = ended;
+    // Batches applied since the last wait are completed but not recorded.
+    fanout.collect_acks();
     let latency = fanout.latency();
     report.propagation_us = percentiles(latency);
     report.propagation_histogram = Some(latency.clone());

@@ -161,6 +161,9 @@ async fn measure_here(workload: &Workload) -> Measured {
         }
     }
     let elapsed = started.elapsed();
+    // A batch applied before the loop looked is completed but not yet
+    // recorded.
+    fanout.collect_acks();
     let latency = fanout.latency().clone();
     drop(fanout);
     let mut diverged = 0;

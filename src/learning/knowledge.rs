@@ -84,7 +84,7 @@ pub struct Insertion {
 /// Two knowledges are equal when they hold the same state; how many
 /// changes led there (`revision`) does not count.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(from = "KnowledgeRecord")]
+#[serde(try_from = "KnowledgeRecord")]
 pub struct Knowledge {
     strategy: Strategy,
     /// Every topic's state, in the order topics were first seen.
@@ -136,8 +136,9 @@ enum TopicState {
 }
 
 impl TopicState {
-    /// The discovery that most recently joined the state, which every
-    /// state holds.
+    /// A discovery the state holds, as every state holds one: the kept
+    /// one, or the contributor with the largest id, which is usually the
+    /// last to arrive and so still in cache.
     fn latest(&self) -> &Discovery {
         match self {
             TopicState::Best(discovery) => discovery,
@@ -544,15 +545,39 @@ struct KnowledgeRecord {
     revision: u64,
 }
 
-impl From<KnowledgeRecord> for Knowledge {
-    fn from(record: KnowledgeRecord) -> Knowledge {
+impl TryFrom<KnowledgeRecord> for Knowledge {
+    type Error = InvalidKnowledge;
+
+    fn try_from(record: KnowledgeRecord) -> Result<Knowledge, InvalidKnowledge> {
         let mut knowledge = Knowledge::new(record.strategy);
-        for (_, state) in record.topics {
-            knowledge.add_topic(state.latest().digest().topic, state);
+        for (topic, state) in record.topics {
+            let holds_one = match &state {
+                TopicState::Best(_) => true,
+                TopicState::All(votes) => !votes.contributors.is_empty(),
+            };
+            if !holds_one || state.latest().topic() != &topic {
+                return Err(InvalidKnowledge::Inconsistent(topic));
+            }
+            let topic_hash = state.latest().digest().topic;
+            if knowledge.find(topic_hash, &topic).is_some() {
+                return Err(InvalidKnowledge::Repeated(topic));
+            }
+            knowledge.add_topic(topic_hash, state);
         }
         knowledge.revision = record.revision;
-        knowledge
+        Ok(knowledge)
     }
+}
+
+/// Serialized knowledge that cannot be read back.
+#[derive(Debug, thiserror::Error)]
+enum InvalidKnowledge {
+    /// A topic's state holds no discovery, or one about another topic.
+    #[error("topic `{0}` does not hold discoveries about itself")]
+    Inconsistent(Topic),
+    /// A topic is listed twice.
+    #[error("topic `{0}` is listed twice")]
+    Repeated(Topic),
 }
 
 /// A knowledge's topics and their states, in topic order.

@@ -144,6 +144,21 @@ fn knowledge_read_back_from_json_is_the_same_knowledge() -> Result<(), PropertyF
 }
 
 #[gymfleet_harness::test]
+fn serialized_knowledge_that_lists_a_topic_twice_is_refused() -> anyhow::Result<()> {
+    use anyhow::Context;
+
+    let discovery = crate::learning::support::draft()
+        .finish(gymfleet::learning::DiscoveryId { wall_ms: 0, worker: gymfleet::learning::WorkerId(0), sequence: 0 })?;
+    let mut json = serde_json::to_value(knowledge(Resolution::Consensus, &[discovery]))?;
+    let topics = json["topics"].as_array_mut().context("a list of topics")?;
+    topics.push(topics[0].clone());
+
+    let refused = serde_json::from_value::<Knowledge>(json).expect_err("a topic listed twice");
+    anyhow::ensure!(refused.to_string().contains("is listed twice"), "{refused}");
+    Ok(())
+}
+
+#[gymfleet_harness::test]
 fn beliefs_come_from_the_inputs_and_merged_confidence_stays_in_their_range() -> Result<(), PropertyFailure> {
     prop::check((strategy(), discoveries(24)), |(strategy, list)| {
         let knowledge = knowledge(strategy, &list);

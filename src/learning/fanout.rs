@@ -244,7 +244,7 @@ struct Parcel {
     relay: Vec<Waker>,
 }
 
-/// How many subscribers each wakes, and the source first.
+/// How many subscribers the source wakes first, and each woken one after.
 const RELAY_FANOUT: usize = 2;
 
 impl Parcel {

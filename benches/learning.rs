@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group};
-use gymfleet::learning::fanout::{Content, FanOut};
+use gymfleet::learning::fanout::FanOut;
 use gymfleet::learning::{
     Discovery, DiscoveryDraft, DiscoveryId, Knowledge, Payload, Priority, Strategy, Topic, WorkerId,
 };
@@ -48,15 +48,7 @@ fn spawn_subscribers(fanout: &mut FanOut, n_subscribers: usize) {
         tokio::spawn(async move {
             let mut knowledge = Knowledge::new(Strategy::Consensus);
             while let Some(delivery) = subscription.recv().await {
-                match delivery.content() {
-                    Content::Batch(discoveries) => {
-                        for discovery in discoveries.iter() {
-                            knowledge.insert(Arc::clone(discovery));
-                        }
-                    }
-                    Content::Snapshot(snapshot) => knowledge = (**snapshot).clone(),
-                }
-                delivery.ack();
+                delivery.apply_to(&mut knowledge);
             }
         });
     }

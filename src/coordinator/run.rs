@@ -42,7 +42,7 @@ use crate::coordinator::worker::{StartError, Worker};
 use crate::gym::GymClient;
 use crate::gym::breaker::BreakerState;
 use crate::gym::wire::{Endpoint, Position};
-use crate::learning::fanout::{Content, FanOut};
+use crate::learning::fanout::FanOut;
 use crate::learning::{Discovery, DiscoveryId, Knowledge, Load, Policy, Propagation, WorkerId};
 
 /// Checkpoints kept per worker; older ones are forgotten.
@@ -331,15 +331,7 @@ pub async fn run(
         tasks.spawn(async move {
             let mut replica = Knowledge::new(resolution);
             while let Some(delivery) = subscription.recv().await {
-                match delivery.content() {
-                    Content::Batch(discoveries) => {
-                        for discovery in discoveries.iter() {
-                            replica.insert(Arc::clone(discovery));
-                        }
-                    }
-                    Content::Snapshot(snapshot) => replica = (**snapshot).clone(),
-                }
-                delivery.ack();
+                delivery.apply_to(&mut replica);
             }
         });
         workers.push(WorkerSlot {

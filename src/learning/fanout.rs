@@ -84,6 +84,20 @@ impl Delivery {
     pub fn ack(mut self) {
         self.applied = true;
     }
+
+    /// Applies the delivery to `replica` (every discovery of a batch, or
+    /// the whole snapshot) and acknowledges it.
+    pub fn apply_to(self, replica: &mut Knowledge) {
+        match self.content() {
+            Content::Batch(discoveries) => {
+                for discovery in discoveries.iter() {
+                    replica.insert(Arc::clone(discovery));
+                }
+            }
+            Content::Snapshot(snapshot) => *replica = (**snapshot).clone(),
+        }
+        self.ack();
+    }
 }
 
 impl Delivery {

@@ -13,7 +13,7 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt as _, SeedableRng as _};
 use tokio::time::Instant;
 
-use crate::learning::fanout::{Content, FanOut};
+use crate::learning::fanout::FanOut;
 use crate::learning::{
     DiscoveryDraft, DiscoveryId, Knowledge, Payload, Priority, Strategy, Topic, WorkerId,
 };
@@ -108,15 +108,7 @@ async fn measure_here(workload: &Workload) -> Measured {
         replicas.push(tokio::spawn(async move {
             let mut replica = Knowledge::new(strategy);
             while let Some(delivery) = subscription.recv().await {
-                match delivery.content() {
-                    Content::Batch(discoveries) => {
-                        for discovery in discoveries.iter() {
-                            replica.insert(Arc::clone(discovery));
-                        }
-                    }
-                    Content::Snapshot(snapshot) => replica = (**snapshot).clone(),
-                }
-                delivery.ack();
+                delivery.apply_to(&mut replica);
             }
             replica
         }));

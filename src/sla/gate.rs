@@ -375,6 +375,9 @@ pub struct Row {
     pub note: String,
     /// The current value relative to the baseline, when there is one.
     pub ratio: Option<f64>,
+    /// The relative regression allowed, for a regression check.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed: Option<f64>,
 }
 
 /// The gate's verdict.
@@ -594,6 +597,7 @@ pub fn judge(
             passed: true,
             note: String::new(),
             ratio: None,
+            allowed: None,
         };
         match budget.section {
             Section::Bench => {
@@ -744,6 +748,7 @@ fn regression_row(
     baseline: Option<(&str, &Measurements)>,
 ) -> Row {
     row.limit = format!("+{:.0}%", allowed * 100.0);
+    row.allowed = Some(allowed);
     match change {
         None => {
             row.measured = "-".to_owned();
@@ -818,14 +823,8 @@ pub fn write(verdict: &Verdict, paths: &Paths) -> std::io::Result<PathBuf> {
         .rows
         .iter()
         .filter_map(|row| {
-            let allowed = row
-                .limit
-                .strip_prefix('+')
-                .and_then(|limit| limit.strip_suffix('%'))
-                .and_then(|limit| limit.parse::<f64>().ok())
-                .map(|percent| percent / 100.0);
             row.ratio
-                .map(|ratio| (format!("{} {}", row.section, row.id), ratio, allowed))
+                .map(|ratio| (format!("{} {}", row.section, row.id), ratio, row.allowed))
         })
         .collect();
     crate::sla::plot::trend(&trend, &dir.join("trend.svg"))?;

@@ -22,21 +22,9 @@ use http_body_util::{BodyExt as _, Full};
 use hyper::client::conn::http1::SendRequest;
 use tokio::runtime::Runtime;
 
-/// The richest captured game state, with a full-size screenshot put back
-/// (the fixture keeps only its first 80 characters).
-fn largest_state() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/gym/B53_initialize_synthetic_state.json"
-    );
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("the fixture exists"))
-            .expect("the fixture is JSON");
-    let mut body = fixture["response"]["body"].clone();
-    // 320×288 PNG screens from the real server are about 6 KB, 8 KB in base64.
-    body["screenshot_base64"] = serde_json::Value::String("iVBORw0KGgo".repeat(750));
-    serde_json::to_vec(&body).expect("a value serializes")
-}
+#[path = "inputs/game_state.rs"]
+mod game_state;
+use game_state::largest_state;
 
 async fn start_sim() -> SimServer {
     let config = SimConfig {

@@ -28,9 +28,14 @@ use std::process::{Command, ExitCode};
 
 use anyhow::{Context as _, bail};
 use gymfleet::gym::wire::{self, Endpoint, GameState};
-use gymfleet::learning::{
-    Discovery, DiscoveryDraft, DiscoveryId, Knowledge, Payload, Priority, Strategy, Topic, WorkerId,
-};
+#[path = "inputs/discoveries.rs"]
+mod discoveries;
+#[path = "inputs/game_state.rs"]
+mod game_state;
+
+use discoveries::{discovery, draft};
+use game_state::largest_state;
+use gymfleet::learning::{Discovery, DiscoveryId, Knowledge, Strategy, WorkerId};
 
 /// Calls per measured run; large enough that rounding the difference to a
 /// whole number of instructions per call does not matter.
@@ -349,46 +354,4 @@ fn results_path() -> PathBuf {
         .join("gymfleet")
         .join("instructions")
         .join("results.json")
-}
-
-/// The same draft as `benches/learning.rs` builds.
-fn draft(topic_idx: u64, payload_idx: u64) -> DiscoveryDraft {
-    DiscoveryDraft {
-        topic: Topic::route(("PALLET TOWN", 1, 1), ("ROUTE 1", topic_idx as i32, 2)),
-        payload: Payload::Route {
-            script: format!("up*{payload_idx} right"),
-            frames: 130 * payload_idx,
-        },
-        confidence: 0.5 + (payload_idx % 5) as f64 / 10.0,
-        success_rate: 0.9,
-        samples: 1 + (payload_idx % 7) as u32,
-        priority: Priority::Normal,
-        checkpoint: None,
-    }
-}
-
-/// The same discovery as `benches/learning.rs` builds.
-fn discovery(sequence: u64, topic_idx: u64, payload_idx: u64) -> Discovery {
-    draft(topic_idx, payload_idx)
-        .finish(DiscoveryId {
-            wall_ms: sequence / 3,
-            worker: WorkerId((sequence % 4) as u32),
-            sequence,
-        })
-        .expect("a valid discovery")
-}
-
-/// The same game state as `benches/gym.rs` decodes: the richest captured
-/// one, with a full-size (8 KB in base64) screenshot put back.
-fn largest_state() -> Vec<u8> {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/gym/B53_initialize_synthetic_state.json"
-    );
-    let fixture: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).expect("the fixture exists"))
-            .expect("the fixture is JSON");
-    let mut body = fixture["response"]["body"].clone();
-    body["screenshot_base64"] = serde_json::Value::String("iVBORw0KGgo".repeat(750));
-    serde_json::to_vec(&body).expect("a value serializes")
 }

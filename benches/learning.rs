@@ -11,34 +11,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group};
 use gymfleet::learning::fanout::FanOut;
-use gymfleet::learning::{
-    Discovery, DiscoveryDraft, DiscoveryId, Knowledge, Payload, Priority, Strategy, Topic, WorkerId,
-};
+use gymfleet::learning::{Discovery, DiscoveryId, Knowledge, Strategy, WorkerId};
 
-fn draft(topic_idx: u64, payload_idx: u64) -> DiscoveryDraft {
-    DiscoveryDraft {
-        topic: Topic::route(("PALLET TOWN", 1, 1), ("ROUTE 1", topic_idx as i32, 2)),
-        payload: Payload::Route {
-            script: format!("up*{payload_idx} right"),
-            frames: 130 * payload_idx,
-        },
-        confidence: 0.5 + (payload_idx % 5) as f64 / 10.0,
-        success_rate: 0.9,
-        samples: 1 + (payload_idx % 7) as u32,
-        priority: Priority::Normal,
-        checkpoint: None,
-    }
-}
-
-fn discovery(sequence: u64, topic_idx: u64, payload_idx: u64) -> Discovery {
-    draft(topic_idx, payload_idx)
-        .finish(DiscoveryId {
-            wall_ms: sequence / 3,
-            worker: WorkerId((sequence % 4) as u32),
-            sequence,
-        })
-        .expect("a valid discovery")
-}
+#[path = "inputs/discoveries.rs"]
+mod discoveries;
+use discoveries::{discovery, draft};
 
 /// Starts `n_subscribers` tasks that apply each delivery to their own
 /// knowledge and acknowledge it. Call from within the runtime.

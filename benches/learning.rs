@@ -10,25 +10,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, criterion_group};
-use gymfleet::learning::fanout::FanOut;
+use gymfleet::learning::fanout::{FanOut, Replica};
 use gymfleet::learning::{Discovery, DiscoveryId, Knowledge, Strategy, WorkerId};
 
 #[path = "inputs/discoveries.rs"]
 mod discoveries;
 use discoveries::{discovery, draft};
 
-/// Starts `n_subscribers` tasks that apply each delivery to their own
-/// knowledge and acknowledge it. Call from within the runtime.
-fn spawn_subscribers(fanout: &mut FanOut, n_subscribers: usize) {
-    for _ in 0..n_subscribers {
-        let mut subscription = fanout.subscribe();
-        tokio::spawn(async move {
-            let mut knowledge = Knowledge::new(Strategy::Consensus);
-            while let Some(delivery) = subscription.recv().await {
-                delivery.apply_to(&mut knowledge);
-            }
-        });
-    }
+/// Adds `n_subscribers` replicas, which the fan-out applies each batch to.
+fn replicate(fanout: &mut FanOut, n_subscribers: usize) -> Vec<Replica> {
+    (0..n_subscribers)
+        .map(|_| fanout.replicate(Knowledge::new(Strategy::Consensus)))
+        .collect()
 }
 
 /// Publishes one batch and waits until every subscriber applied it;
@@ -54,11 +47,11 @@ fn propagation_report() {
                 .build()
                 .expect("a runtime");
             // The source runs as a task on the runtime, as the coordinator
-            // does, so that its wake-ups go to a worker's own queue.
+            // does.
             let fanout = runtime.block_on(async move {
                 let source = tokio::spawn(async move {
                     let mut fanout = FanOut::new(64);
-                    spawn_subscribers(&mut fanout, n_subscribers);
+                    let mut replicas = replicate(&mut fanout, n_subscribers);
                     for run in 0..2_200u64 {
                         let batch: Arc<[Arc<Discovery>]> = (0..batch_len)
                             .map(|index| Arc::new(discovery(run * 10 + index, index, run % 3)))
@@ -66,10 +59,11 @@ fn propagation_report() {
                         if run == 200 {
                             // The first runs warm up threads and allocations.
                             fanout = FanOut::new(64);
-                            spawn_subscribers(&mut fanout, n_subscribers);
+                            replicas = replicate(&mut fanout, n_subscribers);
                         }
                         propagate_once(&mut fanout, batch).await;
                     }
+                    drop(replicas);
                     fanout
                 });
                 source.await.expect("the source task ends")
@@ -156,11 +150,9 @@ fn benches(criterion: &mut Criterion) {
         .expect("a runtime");
     let mut group = criterion.benchmark_group("learning/propagate");
     for (n_subscribers, batch_len) in [(64usize, 1u64), (64, 10), (1, 1), (256, 1)] {
-        let mut fanout = Some(runtime.block_on(async move {
-            let mut fanout = FanOut::new(64);
-            spawn_subscribers(&mut fanout, n_subscribers);
-            fanout
-        }));
+        let mut fanout = FanOut::new(64);
+        let _replicas = replicate(&mut fanout, n_subscribers);
+        let mut fanout = Some(fanout);
         let mut run = 0u64;
         let name = format!("{n_subscribers}_subscribers_batch_{batch_len}");
         group.bench_function(name, |bencher| {

@@ -6,9 +6,9 @@
 //! propagation queue, the fan-out, the store, checkpoints, claims and the
 //! report. Every worker has two tasks of its own: an executor that runs the
 //! experiments the coordinator sends it (one at a time, through a channel
-//! of one) and saves a checkpoint after each, and a replica that applies
-//! the batches the fan-out delivers to the worker's own copy of the
-//! knowledge and acknowledges them.
+//! of one) and saves a checkpoint after each. It holds the worker's
+//! replica of the knowledge, to which the fan-out applies each published
+//! batch as it publishes it.
 //!
 //! The coordinator is one `select!` that yields a closed `Event`: a worker
 //! finished an experiment, the store writer made a batch durable or
@@ -313,7 +313,11 @@ pub async fn run(
         let (commands, mut inbox) = mpsc::channel::<(Experiment, Lineage)>(1);
         let worker = Worker::new(WorkerId(worker_idx as u32), client.clone());
         let events_tx = events_tx.clone();
+        // The worker's copy of the knowledge, which the fan-out keeps up to
+        // date; the executor holds it for as long as the worker runs.
+        let replica = fanout.replicate(knowledge.clone());
         tasks.spawn(async move {
+            let _replica = replica;
             while let Some((experiment, lineage)) = inbox.recv().await {
                 let result = execute(&worker, &experiment).await;
                 let finished = Event::Finished {
@@ -324,14 +328,6 @@ pub async fn run(
                 if events_tx.send(finished).await.is_err() {
                     return;
                 }
-            }
-        });
-        let mut subscription = fanout.subscribe();
-        let resolution = config.resolution;
-        tasks.spawn(async move {
-            let mut replica = Knowledge::new(resolution);
-            while let Some(delivery) = subscription.recv().await {
-                delivery.apply_to(&mut replica);
             }
         });
         workers.push(WorkerSlot {
@@ -672,7 +668,7 @@ pub async fn run(
         .collect();
 
     // Every task ends once its channel closes: the executors when their
-    // command senders drop, the replicas when the fan-out drops.
+    // command senders drop.
     drop(workers);
     drop(fanout);
     drop(events);

@@ -17,6 +17,18 @@
 //! millisecond. A worker that runs a subscriber now finds its successors
 //! queued behind it.
 //!
+//! A subscriber can also be a `Replica`: a copy of the knowledge that the
+//! source applies each batch to itself, during `publish`, when nobody is
+//! reading the copy. An in-process worker's copy then reflects a batch as
+//! soon as `publish` returns, with no task to wake and no queue in
+//! between; propagation to 64 replicas costs the source 64 uncontended
+//! locks and inserts, not 64 wake-ups spread over threads that may be
+//! busy elsewhere. A replica that is being read when a batch comes gets
+//! it queued in a bounded backlog instead, which the reader applies as it
+//! lets go (or the next publish does, whichever comes first), so a reader
+//! never blocks the source. A replica whose backlog is full lags and gets
+//! a snapshot, as a queue subscriber does.
+//!
 //! Acknowledgement is by ownership: the deliveries of one batch share one
 //! parcel, and the source lets go of its own hold once every delivery is
 //! queued. `Delivery::ack` (after applying it) lets go of a subscriber's;
@@ -28,8 +40,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::poll_fn;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::ops::Deref;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering, fence};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, TryLockError};
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
@@ -88,7 +101,14 @@ impl Delivery {
     /// Applies the delivery to `replica` (every discovery of a batch, or
     /// the whole snapshot) and acknowledges it.
     pub fn apply_to(self, replica: &mut Knowledge) {
-        match self.content() {
+        self.content().apply_to(replica);
+        self.ack();
+    }
+}
+
+impl Content {
+    fn apply_to(&self, replica: &mut Knowledge) {
+        match self {
             Content::Batch(discoveries) => {
                 for discovery in discoveries.iter() {
                     replica.insert(Arc::clone(discovery));
@@ -96,7 +116,6 @@ impl Delivery {
             }
             Content::Snapshot(snapshot) => *replica = (**snapshot).clone(),
         }
-        self.ack();
     }
 }
 
@@ -174,6 +193,159 @@ impl Drop for Subscription {
     }
 }
 
+/// A subscriber that is a copy of the knowledge, which the source keeps
+/// up to date itself; see the module's documentation.
+#[derive(Debug)]
+pub struct Replica {
+    id: SubscriberId,
+    cell: Arc<ReplicaCell>,
+}
+
+/// A replica as the source and its owner share it.
+#[derive(Debug)]
+struct ReplicaCell {
+    knowledge: Mutex<Knowledge>,
+    /// Deliveries that came while the knowledge was being read, oldest
+    /// first; whoever next holds the knowledge applies them.
+    backlog: Mutex<VecDeque<Delivery>>,
+    /// The backlog's length, read without its lock.
+    backlog_len: AtomicUsize,
+    /// The owner dropped its `Replica`.
+    owner_gone: AtomicBool,
+}
+
+/// Read access to a replica; deliveries that come meanwhile are applied as
+/// it is dropped.
+#[derive(Debug)]
+pub struct ReplicaRead<'a> {
+    knowledge: Option<MutexGuard<'a, Knowledge>>,
+    cell: &'a ReplicaCell,
+}
+
+impl Replica {
+    /// This subscriber's id.
+    pub fn id(&self) -> SubscriberId {
+        self.id
+    }
+
+    /// The replica's knowledge, with every batch published so far applied
+    /// (unless it lagged and its snapshot has not come yet). The source
+    /// applies nothing while this is held; keep it short.
+    pub fn read(&self) -> ReplicaRead<'_> {
+        let mut knowledge = self.cell.lock_knowledge();
+        self.cell.apply_backlog(&mut knowledge);
+        ReplicaRead {
+            knowledge: Some(knowledge),
+            cell: &self.cell,
+        }
+    }
+
+    /// A copy of the replica's knowledge.
+    pub fn knowledge(&self) -> Knowledge {
+        self.read().clone()
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.cell.owner_gone.store(true, Ordering::Release);
+        // Deliveries in the backlog are dropped unapplied, outside the lock.
+        let unapplied = self.cell.take_backlog();
+        drop(unapplied);
+    }
+}
+
+impl Deref for ReplicaRead<'_> {
+    type Target = Knowledge;
+
+    fn deref(&self) -> &Knowledge {
+        self.knowledge
+            .as_ref()
+            .expect("the guard is held until the read is dropped")
+    }
+}
+
+impl Drop for ReplicaRead<'_> {
+    fn drop(&mut self) {
+        drop(self.knowledge.take());
+        self.cell.catch_up();
+    }
+}
+
+impl ReplicaCell {
+    fn new(knowledge: Knowledge) -> ReplicaCell {
+        ReplicaCell {
+            knowledge: Mutex::new(knowledge),
+            backlog: Mutex::new(VecDeque::new()),
+            backlog_len: AtomicUsize::new(0),
+            owner_gone: AtomicBool::new(false),
+        }
+    }
+
+    fn lock_knowledge(&self) -> MutexGuard<'_, Knowledge> {
+        // Knowledge is left consistent by every insert that returns, and a
+        // panicking one leaves a replica a snapshot can replace; either way
+        // a panic elsewhere need not spread here.
+        self.knowledge
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn try_lock_knowledge(&self) -> Option<MutexGuard<'_, Knowledge>> {
+        match self.knowledge.try_lock() {
+            Ok(knowledge) => Some(knowledge),
+            Err(TryLockError::Poisoned(poisoned)) => Some(poisoned.into_inner()),
+            Err(TryLockError::WouldBlock) => None,
+        }
+    }
+
+    fn lock_backlog(&self) -> MutexGuard<'_, VecDeque<Delivery>> {
+        // Pushes and pops leave the queue consistent.
+        self.backlog
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn take_backlog(&self) -> VecDeque<Delivery> {
+        let mut backlog = self.lock_backlog();
+        self.backlog_len.store(0, Ordering::SeqCst);
+        std::mem::take(&mut *backlog)
+    }
+
+    /// Applies the backlog, oldest first, to `knowledge`, which the caller
+    /// holds.
+    fn apply_backlog(&self, knowledge: &mut Knowledge) {
+        if self.backlog_len.load(Ordering::SeqCst) == 0 {
+            return;
+        }
+        for delivery in self.take_backlog() {
+            delivery.apply_to(knowledge);
+        }
+    }
+
+    /// Applies the backlog if nobody holds the knowledge.
+    ///
+    /// Both sides call this after their own move: the source after queueing
+    /// a delivery, a reader after letting go of the knowledge. Each first
+    /// makes its move visible (a fence, ordered with the other side's), then
+    /// looks at the other's: so either the source sees the knowledge free,
+    /// or the reader sees the backlog not empty, and no delivery stays
+    /// queued with nobody holding the knowledge.
+    fn catch_up(&self) {
+        loop {
+            fence(Ordering::SeqCst);
+            if self.backlog_len.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            let Some(mut knowledge) = self.try_lock_knowledge() else {
+                // Whoever holds it catches up as it lets go.
+                return;
+            };
+            self.apply_backlog(&mut knowledge);
+        }
+    }
+}
+
 /// What one `publish` did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Published {
@@ -185,6 +357,9 @@ pub struct Published {
     pub lagging: usize,
     /// Subscribers that had gone and were forgotten.
     pub gone: usize,
+    /// Of those that received the batch or a snapshot, replicas that
+    /// `publish` applied it to before returning.
+    pub applied: usize,
 }
 
 /// The source side.
@@ -204,8 +379,17 @@ pub struct FanOut {
 
 #[derive(Debug)]
 struct Slot {
-    inbox: Arc<Inbox>,
+    end: End,
     lagging: bool,
+}
+
+/// How a subscriber receives.
+#[derive(Debug)]
+enum End {
+    /// Through a queue it reads with `Subscription::recv`.
+    Queue(Arc<Inbox>),
+    /// Applied to its knowledge by the source.
+    Replica(Arc<ReplicaCell>),
 }
 
 /// One subscriber's queue, shared by the source, which pushes, and the
@@ -237,9 +421,9 @@ impl Inbox {
 }
 
 /// A subscriber that gets a batch, between the two passes of a publish.
-struct Recipient<'a> {
+struct Recipient {
     id: SubscriberId,
-    inbox: &'a Inbox,
+    inbox: Arc<Inbox>,
     /// Set if it lagged: what it gets instead of the batch.
     snapshot: Option<Content>,
     relay_position: Option<usize>,
@@ -315,17 +499,38 @@ impl FanOut {
 
     /// Adds a subscriber; it receives batches published from now on.
     pub fn subscribe(&mut self) -> Subscription {
-        let id = SubscriberId(self.next_subscriber);
-        self.next_subscriber += 1;
+        let id = self.next_id();
         let inbox = Arc::new(Inbox::default());
         self.subscribers.insert(
             id,
             Slot {
-                inbox: Arc::clone(&inbox),
+                end: End::Queue(Arc::clone(&inbox)),
                 lagging: false,
             },
         );
         Subscription { id, inbox }
+    }
+
+    /// Adds a replica that starts as `knowledge` (a copy of what the source
+    /// knows, or nothing) and has every batch published from now on applied
+    /// to it by the source.
+    pub fn replicate(&mut self, knowledge: Knowledge) -> Replica {
+        let id = self.next_id();
+        let cell = Arc::new(ReplicaCell::new(knowledge));
+        self.subscribers.insert(
+            id,
+            Slot {
+                end: End::Replica(Arc::clone(&cell)),
+                lagging: false,
+            },
+        );
+        Replica { id, cell }
+    }
+
+    fn next_id(&mut self) -> SubscriberId {
+        let id = SubscriberId(self.next_subscriber);
+        self.next_subscriber += 1;
+        id
     }
 
     /// Subscribers not yet known to be gone.
@@ -333,9 +538,10 @@ impl FanOut {
         self.subscribers.len()
     }
 
-    /// Sends a batch to every subscriber without waiting for any. Lagging
-    /// subscribers with room again get `snapshot()` instead (called at most
-    /// once per publish).
+    /// Sends a batch to every subscriber without waiting for any, and
+    /// applies it to every replica nobody is reading. Lagging subscribers
+    /// with room again get `snapshot()` instead (called at most once per
+    /// publish).
     pub fn publish(
         &mut self,
         discoveries: Arc<[Arc<Discovery>]>,
@@ -353,14 +559,27 @@ impl FanOut {
         let mut published = Published::default();
         let mut snapshot = Some(snapshot);
         let mut taken: Option<Arc<Knowledge>> = None;
+        let mut take_snapshot = || {
+            let knowledge = taken
+                .get_or_insert_with(|| (snapshot.take().expect("the snapshot is taken once"))());
+            Content::Snapshot(Arc::clone(knowledge))
+        };
         let mut gone = Vec::new();
 
-        // Decide what each subscriber gets, and take the wakers of those
-        // waiting, which become the relay.
+        // Decide what each queue subscriber gets, and take the wakers of
+        // those waiting, which become the relay.
         let mut recipients = Vec::with_capacity(self.subscribers.len());
+        let mut replicas = Vec::new();
         let mut relay = Vec::with_capacity(self.subscribers.len());
         for (id, slot) in &mut self.subscribers {
-            let mut queue = slot.inbox.lock();
+            let inbox = match &slot.end {
+                End::Queue(inbox) => inbox,
+                End::Replica(cell) => {
+                    replicas.push((*id, Arc::clone(cell), &mut slot.lagging));
+                    continue;
+                }
+            };
+            let mut queue = inbox.lock();
             if queue.subscriber_gone {
                 gone.push(*id);
                 continue;
@@ -374,12 +593,7 @@ impl FanOut {
                     continue;
                 }
                 (true, true) => continue,
-                (true, false) => {
-                    let knowledge = taken.get_or_insert_with(|| {
-                        (snapshot.take().expect("the snapshot is taken once"))()
-                    });
-                    Some(Content::Snapshot(Arc::clone(knowledge)))
-                }
+                (true, false) => Some(take_snapshot()),
             };
             slot.lagging = false;
             let relay_position = queue.waiting.take().map(|waker| {
@@ -387,18 +601,17 @@ impl FanOut {
                 relay.len() - 1
             });
             drop(queue);
-            let slot: &Slot = slot;
             recipients.push(Recipient {
                 id: *id,
-                inbox: &slot.inbox,
+                inbox: Arc::clone(inbox),
                 snapshot: content,
                 relay_position,
             });
         }
 
         // Queue the deliveries. The source holds the parcel until all are
-        // queued, so that fast acknowledgements cannot complete the batch
-        // early.
+        // queued or applied, so that fast acknowledgements cannot complete
+        // the batch early.
         let parcel = Arc::new(Parcel {
             sequence,
             batch: Content::Batch(discoveries),
@@ -430,44 +643,104 @@ impl FanOut {
             // a waker the relay does not have.
             strays.extend(queue.waiting.take());
         }
-        published.gone = gone.len();
-        for id in gone {
-            self.subscribers.remove(&id);
-        }
-
         parcel.wake_first();
         for waker in strays {
             waker.wake();
         }
+
+        // Replicas, while the queue subscribers' relay runs.
+        for (id, cell, lagging) in replicas {
+            if cell.owner_gone.load(Ordering::Acquire) {
+                gone.push(id);
+                continue;
+            }
+            if let Some(mut knowledge) = cell.try_lock_knowledge() {
+                cell.apply_backlog(&mut knowledge);
+                match *lagging {
+                    true => {
+                        take_snapshot().apply_to(&mut knowledge);
+                        published.snapshots += 1;
+                    }
+                    false => {
+                        parcel.batch.apply_to(&mut knowledge);
+                        published.delivered += 1;
+                    }
+                }
+                *lagging = false;
+                published.applied += 1;
+                continue;
+            }
+            let mut backlog = cell.lock_backlog();
+            let is_full = backlog.len() >= self.capacity;
+            let content = match (*lagging, is_full) {
+                (false, false) => None,
+                (false, true) => {
+                    *lagging = true;
+                    published.lagging += 1;
+                    continue;
+                }
+                (true, true) => continue,
+                (true, false) => Some(take_snapshot()),
+            };
+            *lagging = false;
+            match content.is_some() {
+                true => published.snapshots += 1,
+                false => published.delivered += 1,
+            }
+            backlog.push_back(Delivery {
+                parcel: Arc::clone(&parcel),
+                snapshot: content,
+                relay_position: None,
+                applied: false,
+            });
+            cell.backlog_len.store(backlog.len(), Ordering::SeqCst);
+            drop(backlog);
+            cell.catch_up();
+        }
+
+        published.gone = gone.len();
+        for id in gone {
+            self.subscribers.remove(&id);
+        }
         drop(parcel);
         if published.delivered + published.snapshots > 0 {
-            self.in_flight.push_back(receipt);
+            // A batch every recipient applied already needs no collecting.
+            match receipt.completed_at.get() {
+                Some(&completed_at) => self.record(&receipt, completed_at),
+                None => self.in_flight.push_back(receipt),
+            }
         }
         published
     }
 
     /// Records the latency of every batch whose recipients have all
-    /// applied it; returns how many completed.
+    /// applied it since `publish` returned; returns how many completed. (A
+    /// batch that `publish` applied to every recipient is recorded then.)
     pub fn collect_acks(&mut self) -> usize {
         let mut n_completed = 0;
         let mut still_in_flight = VecDeque::with_capacity(self.in_flight.len());
-        for receipt in self.in_flight.drain(..) {
+        for receipt in std::mem::take(&mut self.in_flight) {
             match receipt.completed_at.get() {
                 None => still_in_flight.push_back(receipt),
-                Some(completed_at) => {
+                Some(&completed_at) => {
                     n_completed += 1;
-                    if receipt.abandoned.load(Ordering::Acquire) {
-                        self.abandoned += 1;
-                        continue;
-                    }
-                    let micros = completed_at.duration_since(receipt.origin).as_micros();
-                    let micros = u64::try_from(micros).unwrap_or(u64::MAX).max(1);
-                    self.latency.saturating_record(micros);
+                    self.record(&receipt, completed_at);
                 }
             }
         }
         self.in_flight = still_in_flight;
         n_completed
+    }
+
+    /// Records a completed batch's latency, or that it was abandoned.
+    fn record(&mut self, receipt: &Receipt, completed_at: Instant) {
+        if receipt.abandoned.load(Ordering::Acquire) {
+            self.abandoned += 1;
+            return;
+        }
+        let micros = completed_at.duration_since(receipt.origin).as_micros();
+        let micros = u64::try_from(micros).unwrap_or(u64::MAX).max(1);
+        self.latency.saturating_record(micros);
     }
 
     /// Waits until the oldest batch in flight completes or `timeout`
@@ -506,8 +779,11 @@ impl Drop for FanOut {
     /// received what is queued.
     fn drop(&mut self) {
         for slot in self.subscribers.values() {
+            let End::Queue(inbox) = &slot.end else {
+                continue;
+            };
             let waiting = {
-                let mut queue = slot.inbox.lock();
+                let mut queue = inbox.lock();
                 queue.source_gone = true;
                 queue.waiting.take()
             };

@@ -1,6 +1,6 @@
 //! The in-process propagation path under a synthetic workload: one source
-//! publishes batches of discoveries to subscriber replicas, each of which
-//! applies them to its own knowledge and acknowledges.
+//! publishes batches of discoveries to subscriber replicas, copies of the
+//! knowledge that the fan-out applies each batch to.
 //!
 //! Used by propagation scenarios and by the property-based SLA, which
 //! generates workloads and checks each one against the budgets.
@@ -21,7 +21,7 @@ use crate::learning::{
 /// What to propagate.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Workload {
-    /// Subscriber replicas, each its own task.
+    /// Subscriber replicas.
     pub subscribers: usize,
     /// Discoveries per published batch.
     pub batch: usize,
@@ -36,7 +36,7 @@ pub struct Workload {
     /// Distinct questions discoveries answer: once each has an answer,
     /// new discoveries answer them again, so knowledge stops growing.
     pub topics: usize,
-    /// Each subscriber's queue, in batches.
+    /// Each subscriber's backlog, in batches.
     pub capacity: usize,
     /// How conflicts are resolved.
     pub strategy: Strategy,
@@ -79,8 +79,7 @@ pub struct Measured {
 
 /// Runs `workload` on the current runtime and measures it.
 ///
-/// The source runs as a task of its own, as the coordinator does, so that
-/// its wake-ups and the subscribers' stay among the runtime's threads.
+/// The source runs as a task of its own, as the coordinator does.
 ///
 /// # Panics
 ///
@@ -101,18 +100,9 @@ async fn measure_here(workload: &Workload) -> Measured {
     );
     let mut rng = ChaCha8Rng::seed_from_u64(workload.seed);
     let mut fanout = FanOut::new(workload.capacity);
-    let mut replicas = Vec::with_capacity(workload.subscribers);
-    for _ in 0..workload.subscribers {
-        let mut subscription = fanout.subscribe();
-        let strategy = workload.strategy;
-        replicas.push(tokio::spawn(async move {
-            let mut replica = Knowledge::new(strategy);
-            while let Some(delivery) = subscription.recv().await {
-                delivery.apply_to(&mut replica);
-            }
-            replica
-        }));
-    }
+    let replicas: Vec<_> = (0..workload.subscribers)
+        .map(|_| fanout.replicate(Knowledge::new(workload.strategy)))
+        .collect();
 
     let mut source = Knowledge::new(workload.strategy);
     let mut n_topics = 0u32;
@@ -158,13 +148,10 @@ async fn measure_here(workload: &Workload) -> Measured {
     fanout.collect_acks();
     let latency = fanout.latency().clone();
     drop(fanout);
-    let mut diverged = 0;
-    for replica in replicas {
-        match replica.await {
-            Ok(replica) if replica == source => {}
-            _ => diverged += 1,
-        }
-    }
+    let diverged = replicas
+        .iter()
+        .filter(|replica| *replica.read() != source)
+        .count() as u64;
     Measured {
         latency,
         batches: workload.publishes as u64,

@@ -166,3 +166,151 @@ async fn settle(fanout: &mut FanOut) {
     fanout.wait_for_acks(Duration::from_secs(10)).await;
     assert_eq!(fanout.outstanding(), 0, "a batch is still waiting for a subscriber");
 }
+
+/// The knowledge a replica should hold after `batches`, built without a
+/// fan-out.
+fn expected(batches: impl IntoIterator<Item = Arc<[Arc<Discovery>]>>) -> Knowledge {
+    let mut knowledge = Knowledge::new(Strategy::Consensus);
+    for batch in batches {
+        for discovery in batch.iter() {
+            knowledge.insert(Arc::clone(discovery));
+        }
+    }
+    knowledge
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_replica_nobody_reads_has_the_batch_applied_before_publish_returns() {
+    let mut fanout = FanOut::new(4);
+    let replicas: Vec<_> = (0..3)
+        .map(|_| fanout.replicate(Knowledge::new(Strategy::Consensus)))
+        .collect();
+    let origin = Instant::now();
+    tokio::time::advance(Duration::from_millis(3)).await;
+    let published = fanout.publish(batch(0), origin, snapshot);
+    assert_eq!(published, Published { delivered: 3, applied: 3, ..Published::default() });
+
+    // Nothing to wait for: the batch completed inside `publish`, which
+    // recorded its latency.
+    assert_eq!(fanout.outstanding(), 0);
+    assert_eq!(fanout.collect_acks(), 0, "nothing was left to collect");
+    let latency = fanout.latency();
+    assert!(
+        latency.equivalent(latency.max(), 3_000),
+        "origin to publish is 3 ms, not {} us",
+        latency.max()
+    );
+    for replica in &replicas {
+        assert_eq!(*replica.read(), expected([batch(0)]));
+    }
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_replica_being_read_gets_the_batch_when_the_read_ends_and_blocks_nobody() {
+    let mut fanout = FanOut::new(4);
+    let busy = fanout.replicate(Knowledge::new(Strategy::Consensus));
+    let free = fanout.replicate(Knowledge::new(Strategy::Consensus));
+
+    let reading = busy.read();
+    let published = fanout.publish(batch(0), Instant::now(), snapshot);
+    assert_eq!((published.delivered, published.applied), (2, 1));
+    assert_eq!(*free.read(), expected([batch(0)]), "the free replica did not wait");
+    assert!(reading.is_empty(), "a read sees no change while it lasts");
+    assert_eq!(fanout.collect_acks(), 0, "the busy replica has not applied it");
+
+    drop(reading);
+    assert_eq!(fanout.collect_acks(), 1, "letting go of the read applied the backlog");
+    assert_eq!(fanout.latency().len(), 1);
+    assert_eq!(*busy.read(), expected([batch(0)]));
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_replica_read_through_a_full_backlog_lags_and_then_gets_a_snapshot() {
+    let mut fanout = FanOut::new(1);
+    let slow = fanout.replicate(Knowledge::new(Strategy::Consensus));
+    let mut source = expected([]);
+
+    let reading = slow.read();
+    for sequence in 0..3 {
+        let published = fanout.publish(batch(sequence), Instant::now(), snapshot);
+        source = expected((0..=sequence).map(batch));
+        let want = match sequence {
+            // Queued in the backlog of one.
+            0 => Published { delivered: 1, ..Published::default() },
+            // The backlog is full: the replica lags.
+            1 => Published { lagging: 1, ..Published::default() },
+            // Still lagging, still full: nothing is sent.
+            _ => Published::default(),
+        };
+        assert_eq!(published, want, "publish {sequence}");
+    }
+    drop(reading);
+    assert_eq!(*slow.read(), expected([batch(0)]), "the backlog was applied, no more");
+
+    let mut snapshots_taken = 0;
+    let published = fanout.publish(batch(3), Instant::now(), || {
+        snapshots_taken += 1;
+        source = expected((0..=3).map(batch));
+        Arc::new(source.clone())
+    });
+    assert_eq!(published, Published { snapshots: 1, applied: 1, ..Published::default() });
+    assert_eq!(snapshots_taken, 1);
+    assert_eq!(slow.knowledge(), source, "the snapshot replaced what it missed");
+}
+
+#[gymfleet_harness::test(start_paused)]
+async fn a_replica_that_goes_away_is_forgotten() {
+    let mut fanout = FanOut::new(4);
+    let staying = fanout.replicate(Knowledge::new(Strategy::Consensus));
+    let leaving = fanout.replicate(Knowledge::new(Strategy::Consensus));
+    fanout.publish(batch(0), Instant::now(), snapshot);
+    drop(leaving);
+    let published = fanout.publish(batch(1), Instant::now(), snapshot);
+    assert_eq!((published.applied, published.gone), (1, 1));
+    assert_eq!(fanout.subscribers(), 1);
+    assert_eq!(fanout.outstanding(), 0);
+    assert_eq!((fanout.latency().len(), fanout.abandoned()), (2, 0));
+    assert_eq!(*staying.read(), expected([batch(0), batch(1)]));
+}
+
+/// A reader on another thread takes and lets go of its replica as fast as
+/// it can while the source publishes: every batch must end up applied,
+/// with nothing left queued behind a read that ended. Whether the last
+/// publish meets a read is down to timing, so the race is run many times.
+#[gymfleet_harness::test]
+fn batches_published_during_reads_on_another_thread_are_never_stranded() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+    let _entered = runtime.enter();
+    for round in 0..100 {
+        let mut fanout = FanOut::new(1_000);
+        let replica = fanout.replicate(Knowledge::new(Strategy::Consensus));
+        let started = std::sync::Barrier::new(2);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let mut source = Knowledge::new(Strategy::Consensus);
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(|| {
+                started.wait();
+                while !done.load(std::sync::atomic::Ordering::Acquire) {
+                    std::hint::black_box(replica.read().len());
+                }
+            });
+            started.wait();
+            for sequence in 0..50 {
+                let batch = batch(sequence);
+                for discovery in batch.iter() {
+                    source.insert(Arc::clone(discovery));
+                }
+                fanout.publish(batch, Instant::now(), || Arc::new(source.clone()));
+            }
+            done.store(true, std::sync::atomic::Ordering::Release);
+            reader.join().expect("the reader does not panic");
+        });
+        // The reader has let go for good: nothing may still be queued.
+        fanout.collect_acks();
+        assert_eq!(fanout.outstanding(), 0, "round {round}: a batch was left in the backlog");
+        assert_eq!(replica.knowledge(), source, "round {round}");
+    }
+}

@@ -51,7 +51,7 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 
 use crate::learning::discovery::Discovery;
-use crate::learning::knowledge::Knowledge;
+use crate::learning::knowledge::{Knowledge, Transition};
 
 /// A subscriber's id, unique within one fan-out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -101,7 +101,10 @@ impl Delivery {
     /// Applies the delivery to `replica` (every discovery of a batch, or
     /// the whole snapshot) and acknowledges it.
     pub fn apply_to(self, replica: &mut Knowledge) {
-        self.content().apply_to(replica);
+        match &self.snapshot {
+            Some(snapshot) => snapshot.apply_to(replica),
+            None => self.parcel.apply_batch_to(replica),
+        }
         self.ack();
     }
 }
@@ -375,6 +378,10 @@ pub struct FanOut {
     latency: Histogram<u64>,
     /// Batches that a departed subscriber never applied.
     abandoned: u64,
+    /// Everything published, since the first replica, applied to a copy
+    /// of that replica's knowledge: replicas in step with it share its
+    /// topic states.
+    published: Option<Knowledge>,
 }
 
 #[derive(Debug)]
@@ -435,6 +442,9 @@ struct Recipient {
 struct Parcel {
     sequence: u64,
     batch: Content,
+    /// What each discovery of the batch did to the fan-out's copy of what
+    /// it published, for replicas in step with that copy.
+    transitions: Option<Arc<[Transition]>>,
     receipt: Arc<Receipt>,
     /// The wakers of the subscribers that were waiting, in relay order:
     /// the source wakes the first `RELAY_FANOUT`, and the subscriber at
@@ -446,6 +456,19 @@ struct Parcel {
 const RELAY_FANOUT: usize = 2;
 
 impl Parcel {
+    /// Applies the batch to `replica`, taking the states the fan-out's copy
+    /// reached wherever the replica held the states it started from.
+    fn apply_batch_to(&self, replica: &mut Knowledge) {
+        match (&self.batch, &self.transitions) {
+            (Content::Batch(discoveries), Some(transitions)) => {
+                for (discovery, transition) in discoveries.iter().zip(transitions.iter()) {
+                    replica.insert_as(discovery, transition);
+                }
+            }
+            (batch, _) => batch.apply_to(replica),
+        }
+    }
+
     /// Wakes the relay's first subscribers.
     fn wake_first(&self) {
         for waker in self.relay.iter().take(RELAY_FANOUT) {
@@ -494,6 +517,7 @@ impl FanOut {
             latency: Histogram::new_with_bounds(1, 3_600_000_000, 3)
                 .expect("constant bounds that hdrhistogram accepts"),
             abandoned: 0,
+            published: None,
         }
     }
 
@@ -514,7 +538,14 @@ impl FanOut {
     /// Adds a replica that starts as `knowledge` (a copy of what the source
     /// knows, or nothing) and has every batch published from now on applied
     /// to it by the source.
+    ///
+    /// Replicas that start as copies of one knowledge (the first one's)
+    /// stay in step and share their topic states; others get the same
+    /// batches but keep states of their own.
     pub fn replicate(&mut self, knowledge: Knowledge) -> Replica {
+        if self.published.is_none() {
+            self.published = Some(knowledge.clone());
+        }
         let id = self.next_id();
         let cell = Arc::new(ReplicaCell::new(knowledge));
         self.subscribers.insert(
@@ -565,6 +596,12 @@ impl FanOut {
             Content::Snapshot(Arc::clone(knowledge))
         };
         let mut gone = Vec::new();
+        let transitions: Option<Arc<[Transition]>> = self.published.as_mut().map(|published| {
+            discoveries
+                .iter()
+                .map(|discovery| published.insert_traced(Arc::clone(discovery)))
+                .collect()
+        });
 
         // Decide what each queue subscriber gets, and take the wakers of
         // those waiting, which become the relay.
@@ -615,6 +652,7 @@ impl FanOut {
         let parcel = Arc::new(Parcel {
             sequence,
             batch: Content::Batch(discoveries),
+            transitions,
             receipt: Arc::clone(&receipt),
             relay,
         });
@@ -648,7 +686,17 @@ impl FanOut {
             waker.wake();
         }
 
-        // Replicas, while the queue subscribers' relay runs.
+        // Replicas, while the queue subscribers' relay runs. One that lagged
+        // is sent everything published, which shares states with the
+        // replicas in step.
+        let published_so_far = self.published.as_ref();
+        let mut replica_snapshot: Option<Arc<Knowledge>> = None;
+        let mut take_replica_snapshot = || match published_so_far {
+            Some(published) => Content::Snapshot(Arc::clone(
+                replica_snapshot.get_or_insert_with(|| Arc::new(published.clone())),
+            )),
+            None => take_snapshot(),
+        };
         for (id, cell, lagging) in replicas {
             if cell.owner_gone.load(Ordering::Acquire) {
                 gone.push(id);
@@ -658,11 +706,11 @@ impl FanOut {
                 cell.apply_backlog(&mut knowledge);
                 match *lagging {
                     true => {
-                        take_snapshot().apply_to(&mut knowledge);
+                        take_replica_snapshot().apply_to(&mut knowledge);
                         published.snapshots += 1;
                     }
                     false => {
-                        parcel.batch.apply_to(&mut knowledge);
+                        parcel.apply_batch_to(&mut knowledge);
                         published.delivered += 1;
                     }
                 }
@@ -680,7 +728,7 @@ impl FanOut {
                     continue;
                 }
                 (true, true) => continue,
-                (true, false) => Some(take_snapshot()),
+                (true, false) => Some(take_replica_snapshot()),
             };
             *lagging = false;
             match content.is_some() {

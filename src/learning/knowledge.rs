@@ -6,10 +6,18 @@
 //! several keep the set of contributors, merged by union. Either way two
 //! replicas that have seen the same discoveries hold equal state, whatever
 //! the order or repetition of delivery, and so believe the same thing.
-
+//!
+//! Topic states are shared and copied on write, and each content of a
+//! state carries a stamp no other content has. A change made once, by the
+//! fan-out's copy of what it published, is recorded as a `Transition` (the
+//! stamp it started from and the state it ended with); a replica holding
+//! the state with that stamp takes the result instead of redoing the work,
+//! which is exact, as an insert depends on nothing but the state and the
+//! discovery. Replicas kept in step this way hold one copy of each state
+//! between them.
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use hashbrown::HashTable;
 use serde::ser::SerializeStruct;
@@ -88,14 +96,17 @@ pub struct Insertion {
 pub struct Knowledge {
     strategy: Strategy,
     /// Every topic's state, in the order topics were first seen.
-    states: Vec<TopicState>,
+    states: Vec<Entry>,
     /// Where each topic's state is, in topic order, for whatever reads
-    /// topics in order or by name.
-    topics: BTreeMap<Topic, usize>,
-    /// Where each topic's state is, by the topic's hash. A discovery
-    /// carries its topic's hash, so filing it costs a probe and one
-    /// comparison of topics, not a walk of comparisons.
-    by_hash: HashTable<usize>,
+    /// topics in order or by name. A persistent map: replicas in step with
+    /// the fan-out's copy share it (they file topics at the same places),
+    /// so a new topic is filed in order once, not once per replica.
+    topics: TopicIndex,
+    /// Where each topic's state is, by the topic's hash, with the hash. A
+    /// discovery carries its topic's hash, so filing it costs a probe and
+    /// one comparison of topics, not a walk of comparisons; and growing
+    /// the table reads no state.
+    by_hash: HashTable<(u64, usize)>,
     /// Bumped by every change of state, so that views derived from the
     /// knowledge can tell when to recompute.
     revision: u64,
@@ -127,6 +138,61 @@ impl Serialize for Knowledge {
     }
 }
 
+/// A topic's state as knowledge holds it.
+#[derive(Debug, Clone)]
+struct Entry {
+    /// Unique to this content of the state, across every knowledge: a
+    /// change takes a fresh stamp, a copy keeps it.
+    stamp: Stamp,
+    /// The topic, shared by every knowledge that took this entry, so that
+    /// filing it under its name copies no string.
+    topic: Arc<Topic>,
+    state: Arc<TopicState>,
+}
+
+impl Entry {
+    fn new(state: TopicState) -> Entry {
+        Entry {
+            stamp: Stamp::fresh(),
+            topic: Arc::new(state.latest().topic().clone()),
+            state: Arc::new(state),
+        }
+    }
+}
+
+impl PartialEq for Entry {
+    fn eq(&self, other: &Entry) -> bool {
+        self.stamp == other.stamp || self.state == other.state
+    }
+}
+
+/// Names one content of a topic state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp(u64);
+
+impl Stamp {
+    fn fresh() -> Stamp {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        Stamp(NEXT.fetch_add(1, AtomicOrdering::Relaxed))
+    }
+}
+
+/// What inserting one discovery did to its topic's state, for knowledge
+/// that holds the state the insert started from: see the module's
+/// documentation.
+#[derive(Debug, Clone)]
+pub(crate) struct Transition {
+    strategy: Strategy,
+    /// The state it started from; none if the topic was new.
+    before: Option<Stamp>,
+    after: Entry,
+    insertion: Insertion,
+    /// For a new topic, the index of topics before and after it was filed.
+    topics: Option<(TopicIndex, TopicIndex)>,
+}
+
+type TopicIndex = imbl::OrdMap<Arc<Topic>, usize>;
+
 /// A topic's state: the one discovery kept, or every contributor with the
 /// vote they add up to.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,12 +218,17 @@ impl TopicState {
 /// contributors, nor look any of them up. Tallies are integer sums and
 /// maxima, so they depend only on the set of contributors, never on the
 /// order they arrived in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// Votes serialize as their contributors alone; the tallies are counted
+/// again as they are read back, so that they always agree.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(from = "VotesRecord")]
 struct Votes {
     /// Sorted by id. Discoveries mostly arrive in id order, so a newcomer
-    /// is usually appended, with no search and no tree to walk, and each
-    /// costs a replica one pointer.
-    contributors: Vec<Arc<Discovery>>,
+    /// is usually appended, with no search. A persistent vector, so that a
+    /// state shared between replicas is copied for a change in time that
+    /// does not grow with the number of contributors.
+    contributors: imbl::Vector<Arc<Discovery>>,
     /// One per distinct payload, sorted by the payload's hash, then the
     /// payload: an order as canonical as the payload's own, in which a
     /// newcomer's payload is found by comparing numbers.
@@ -167,11 +238,56 @@ struct Votes {
     winner: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// Where a new contributor goes in a vote.
+#[derive(Debug, Clone, Copy)]
+struct VotePlan {
+    /// Its payload's tally, or where a new one goes.
+    position: Result<usize, usize>,
+    /// Its place among the contributors.
+    slot: usize,
+    conflicts: bool,
+    was_empty: bool,
+}
+
+/// Votes as they serialize.
+#[derive(Serialize, Deserialize)]
+struct VotesRecord {
+    contributors: Vec<Arc<Discovery>>,
+}
+
+impl From<VotesRecord> for Votes {
+    fn from(record: VotesRecord) -> Votes {
+        let mut votes = Votes::empty();
+        for discovery in record.contributors {
+            votes.insert(discovery);
+        }
+        votes
+    }
+}
+
+impl Serialize for Votes {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut record = serializer.serialize_struct("Votes", 1)?;
+        record.serialize_field("contributors", &Contributors(self))?;
+        record.end()
+    }
+}
+
+struct Contributors<'a>(&'a Votes);
+
+impl Serialize for Contributors<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.contributors.iter())
+    }
+}
+
+#[derive(Debug, Clone)]
 struct Tally {
     /// The payload's hash, from its supporters' digest.
     payload_hash: u64,
-    payload: Payload,
+    /// A supporter, which holds the payload: shared, not copied, so that
+    /// copying a vote copies no payload.
+    holder: Arc<Discovery>,
     /// Samples of the payload's supporters.
     votes: u64,
     /// The newest supporter, which breaks ties between payloads.
@@ -214,25 +330,57 @@ impl Rank {
     }
 }
 
+impl Tally {
+    fn payload(&self) -> &Payload {
+        self.holder.payload()
+    }
+}
+
+/// Tallies are equal when they count the same; which supporter holds the
+/// payload depends on arrival order and does not count.
+impl PartialEq for Tally {
+    fn eq(&self, other: &Tally) -> bool {
+        self.payload_hash == other.payload_hash
+            && self.votes == other.votes
+            && self.newest == other.newest
+            && self.best == other.best
+            && self.payload() == other.payload()
+    }
+}
+
 impl Votes {
-    fn new(discovery: Arc<Discovery>) -> Votes {
-        let mut votes = Votes {
-            contributors: Vec::new(),
+    fn empty() -> Votes {
+        Votes {
+            contributors: imbl::Vector::new(),
             tallies: Vec::new(),
             winner: 0,
-        };
+        }
+    }
+
+    fn new(discovery: Arc<Discovery>) -> Votes {
+        let mut votes = Votes::empty();
         votes.insert(discovery);
         votes
     }
 
     /// Adds a contributor, unless it is already there.
+    #[inline]
+    fn insert(&mut self, discovery: Arc<Discovery>) -> Insertion {
+        match self.plan(&discovery) {
+            Ok(plan) => self.commit(discovery, plan),
+            Err(unchanged) => unchanged,
+        }
+    }
+
+    /// Where a newcomer goes, or what inserting it says if it is already
+    /// a contributor.
     ///
     /// The payload is searched once: its position says both whether the
     /// newcomer conflicts with the winner and which tally it joins.
     #[inline]
-    fn insert(&mut self, discovery: Arc<Discovery>) -> Insertion {
+    fn plan(&self, discovery: &Discovery) -> Result<VotePlan, Insertion> {
         let was_empty = self.tallies.is_empty();
-        let position = self.find_payload(&discovery);
+        let position = self.find_payload(discovery);
         let conflicts = !was_empty && position != Ok(self.winner);
 
         let id = discovery.id();
@@ -243,47 +391,57 @@ impl Votes {
                     .binary_search_by_key(&id, |kept| kept.id())
                 {
                     Ok(_) => {
-                        return Insertion {
+                        return Err(Insertion {
                             changed: false,
                             conflicts,
                             belief_changed: false,
-                        };
+                        });
                     }
                     Err(slot) => slot,
                 }
             }
             _ => self.contributors.len(),
         };
+        Ok(VotePlan {
+            position,
+            slot,
+            conflicts,
+            was_empty,
+        })
+    }
 
-        let overtaken = self.count(&discovery, position);
-        match slot == self.contributors.len() {
-            true => self.contributors.push(discovery),
-            false => self.contributors.insert(slot, discovery),
+    /// Adds a newcomer where `plan`, made on this state, says.
+    #[inline]
+    fn commit(&mut self, discovery: Arc<Discovery>, plan: VotePlan) -> Insertion {
+        let overtaken = self.count(&discovery, plan.position);
+        match plan.slot == self.contributors.len() {
+            true => self.contributors.push_back(discovery),
+            false => self.contributors.insert(plan.slot, discovery),
         }
         Insertion {
             changed: true,
-            conflicts,
-            belief_changed: was_empty || overtaken,
+            conflicts: plan.conflicts,
+            belief_changed: plan.was_empty || overtaken,
         }
     }
 
     /// Adds every contributor of `other` not already here, in one pass over
     /// both lists, whatever their order.
     fn merge(&mut self, other: &Votes) {
-        let mut merged = Vec::with_capacity(self.contributors.len() + other.contributors.len());
+        let mut merged = imbl::Vector::new();
         let mut ours = std::mem::take(&mut self.contributors)
             .into_iter()
             .peekable();
         for discovery in &other.contributors {
             let id = discovery.id();
             while let Some(earlier) = ours.next_if(|ours| ours.id() < id) {
-                merged.push(earlier);
+                merged.push_back(earlier);
             }
             if ours.peek().is_some_and(|ours| ours.id() == id) {
                 continue;
             }
             self.count(discovery, self.find_payload(discovery));
-            merged.push(Arc::clone(discovery));
+            merged.push_back(Arc::clone(discovery));
         }
         merged.extend(ours);
         self.contributors = merged;
@@ -296,12 +454,12 @@ impl Votes {
         // A topic has few distinct payloads: scanning their hashes is
         // cheaper than ordering payloads, and a new one is rare.
         let found = self.tallies.iter().position(|tally| {
-            tally.payload_hash == payload_hash && tally.payload == *discovery.payload()
+            tally.payload_hash == payload_hash && tally.payload() == discovery.payload()
         });
         match found {
             Some(tally_idx) => Ok(tally_idx),
             None => Err(self.tallies.partition_point(|tally| {
-                (tally.payload_hash, &tally.payload) < (payload_hash, discovery.payload())
+                (tally.payload_hash, tally.payload()) < (payload_hash, discovery.payload())
             })),
         }
     }
@@ -310,7 +468,7 @@ impl Votes {
     /// `position`, found by `find_payload`; returns true if and only if that
     /// tally overtook the winner.
     #[inline]
-    fn count(&mut self, discovery: &Discovery, position: Result<usize, usize>) -> bool {
+    fn count(&mut self, discovery: &Arc<Discovery>, position: Result<usize, usize>) -> bool {
         let rank = Rank::of(discovery);
         let samples = u64::from(discovery.samples());
         let tally_idx = match position {
@@ -326,7 +484,7 @@ impl Votes {
             Err(tally_idx) => {
                 let tally = Tally {
                     payload_hash: discovery.digest().payload,
-                    payload: discovery.payload().clone(),
+                    holder: Arc::clone(discovery),
                     votes: samples,
                     newest: rank.id,
                     best: rank,
@@ -379,7 +537,7 @@ impl Knowledge {
         Knowledge {
             strategy,
             states: Vec::new(),
-            topics: BTreeMap::new(),
+            topics: imbl::OrdMap::new(),
             by_hash: HashTable::new(),
             revision: 0,
         }
@@ -413,7 +571,16 @@ impl Knowledge {
         let topic_hash = discovery.digest().topic;
         match self.find(topic_hash, discovery.topic()) {
             Some(state_idx) => {
-                let insertion = join_one(self.strategy, &mut self.states[state_idx], discovery);
+                let entry = &mut self.states[state_idx];
+                // Worked out on the state as it is, so that a state shared
+                // with other knowledge is copied only if it changes.
+                let insertion = match plan(self.strategy, &entry.state, &discovery) {
+                    Err(unchanged) => unchanged,
+                    Ok(plan) => {
+                        entry.stamp = Stamp::fresh();
+                        commit(Arc::make_mut(&mut entry.state), discovery, plan)
+                    }
+                };
                 self.revision += u64::from(insertion.changed);
                 insertion
             }
@@ -422,7 +589,7 @@ impl Knowledge {
                     true => TopicState::All(Votes::new(discovery)),
                     false => TopicState::Best(discovery),
                 };
-                self.add_topic(topic_hash, state);
+                self.add_topic(topic_hash, Entry::new(state));
                 self.revision += 1;
                 Insertion {
                     changed: true,
@@ -431,6 +598,78 @@ impl Knowledge {
                 }
             }
         }
+    }
+
+    /// Inserts as `insert` does, and records what the insert did to the
+    /// topic's state.
+    pub(crate) fn insert_traced(&mut self, discovery: Arc<Discovery>) -> Transition {
+        let topic_hash = discovery.digest().topic;
+        let topic_idx = self.find(topic_hash, discovery.topic());
+        let before = topic_idx.map(|state_idx| self.states[state_idx].stamp);
+        let topics_before = topic_idx.is_none().then(|| self.topics.clone());
+        let insertion = self.insert(Arc::clone(&discovery));
+        let state_idx = match topic_idx {
+            Some(state_idx) => state_idx,
+            None => self.states.len() - 1,
+        };
+        Transition {
+            strategy: self.strategy,
+            before,
+            after: self.states[state_idx].clone(),
+            insertion,
+            topics: topics_before.map(|topics_before| (topics_before, self.topics.clone())),
+        }
+    }
+
+    /// Inserts `discovery`, taking the state `transition` (recorded when
+    /// another knowledge inserted the same discovery) ended with if this
+    /// knowledge holds the state it started from; inserts as `insert` does
+    /// otherwise.
+    pub(crate) fn insert_as(
+        &mut self,
+        discovery: &Arc<Discovery>,
+        transition: &Transition,
+    ) -> Insertion {
+        if transition.strategy == self.strategy {
+            let topic_hash = discovery.digest().topic;
+            match transition.before {
+                Some(before) => {
+                    let states = &self.states;
+                    let found = self
+                        .by_hash
+                        .find(topic_hash, |&(_, state_idx)| {
+                            states[state_idx].stamp == before
+                        })
+                        .copied();
+                    if let Some((_, state_idx)) = found {
+                        if before != transition.after.stamp {
+                            // Same topic: only the state changes hands.
+                            let entry = &mut self.states[state_idx];
+                            entry.stamp = transition.after.stamp;
+                            entry.state = Arc::clone(&transition.after.state);
+                        }
+                        self.revision += u64::from(transition.insertion.changed);
+                        return transition.insertion;
+                    }
+                }
+                None => {
+                    if self.find(topic_hash, discovery.topic()).is_none() {
+                        match &transition.topics {
+                            // Holding the same index, this knowledge files the
+                            // topic at the same place.
+                            Some((before, after)) if self.topics.ptr_eq(before) => {
+                                self.topics = after.clone();
+                                self.file_state(topic_hash, transition.after.clone());
+                            }
+                            _ => self.add_topic(topic_hash, transition.after.clone()),
+                        }
+                        self.revision += 1;
+                        return transition.insertion;
+                    }
+                }
+            }
+        }
+        self.insert(Arc::clone(discovery))
     }
 
     /// Merges everything `other` knows into this; both must use the same
@@ -443,13 +682,19 @@ impl Knowledge {
             });
         }
         for &theirs_idx in other.topics.values() {
-            let theirs = &other.states[theirs_idx];
+            let theirs_entry = &other.states[theirs_idx];
+            let theirs = &*theirs_entry.state;
             let topic_hash = theirs.latest().digest().topic;
             let Some(state_idx) = self.find(topic_hash, theirs.latest().topic()) else {
-                self.add_topic(topic_hash, theirs.clone());
+                self.add_topic(topic_hash, theirs_entry.clone());
                 continue;
             };
-            match (&mut self.states[state_idx], theirs) {
+            let ours = &mut self.states[state_idx];
+            if ours.stamp == theirs_entry.stamp {
+                continue;
+            }
+            ours.stamp = Stamp::fresh();
+            match (Arc::make_mut(&mut ours.state), theirs) {
                 (TopicState::All(ours), TopicState::All(theirs)) => ours.merge(theirs),
                 (ours, TopicState::Best(discovery)) => {
                     join_one(self.strategy, ours, Arc::clone(discovery));
@@ -484,14 +729,22 @@ impl Knowledge {
         self.topics
             .range(start..)
             .take_while(move |(topic, _)| topic.kind == *kind)
-            .map(|(topic, &state_idx)| (topic, resolve(self.strategy, &self.states[state_idx])))
+            .map(|(topic, &state_idx)| {
+                (
+                    &**topic,
+                    resolve(self.strategy, &self.states[state_idx].state),
+                )
+            })
     }
 
     /// Every topic's belief, in topic order.
     pub fn beliefs(&self) -> impl Iterator<Item = (&Topic, Belief)> {
-        self.topics
-            .iter()
-            .map(|(topic, &state_idx)| (topic, resolve(self.strategy, &self.states[state_idx])))
+        self.topics.iter().map(|(topic, &state_idx)| {
+            (
+                &**topic,
+                resolve(self.strategy, &self.states[state_idx].state),
+            )
+        })
     }
 
     /// The discoveries kept for a topic: one for the strategies that pick,
@@ -509,30 +762,32 @@ impl Knowledge {
     fn find(&self, topic_hash: u64, topic: &Topic) -> Option<usize> {
         let states = &self.states;
         self.by_hash
-            .find(topic_hash, |&state_idx| {
-                states[state_idx].latest().topic() == topic
+            .find(topic_hash, |&(hash, state_idx)| {
+                hash == topic_hash && *states[state_idx].topic == *topic
             })
-            .copied()
+            .map(|&(_, state_idx)| state_idx)
     }
 
     /// Files the state of a topic not yet known.
-    fn add_topic(&mut self, topic_hash: u64, state: TopicState) {
-        let state_idx = self.states.len();
+    fn add_topic(&mut self, topic_hash: u64, entry: Entry) {
         self.topics
-            .insert(state.latest().topic().clone(), state_idx);
-        let states = &self.states;
+            .insert(Arc::clone(&entry.topic), self.states.len());
+        self.file_state(topic_hash, entry);
+    }
+
+    /// Files the state of a topic not yet known, except in topic order.
+    fn file_state(&mut self, topic_hash: u64, entry: Entry) {
+        let state_idx = self.states.len();
         self.by_hash
-            .insert_unique(topic_hash, state_idx, |&state_idx| {
-                states[state_idx].latest().digest().topic
-            });
-        self.states.push(state);
+            .insert_unique(topic_hash, (topic_hash, state_idx), |&(hash, _)| hash);
+        self.states.push(entry);
     }
 
     /// The state of `topic`, found by name.
     fn state(&self, topic: &Topic) -> Option<&TopicState> {
         self.topics
             .get(topic)
-            .map(|&state_idx| &self.states[state_idx])
+            .map(|&state_idx| &*self.states[state_idx].state)
     }
 }
 
@@ -562,7 +817,7 @@ impl TryFrom<KnowledgeRecord> for Knowledge {
             if knowledge.find(topic_hash, &topic).is_some() {
                 return Err(InvalidKnowledge::Repeated(topic));
             }
-            knowledge.add_topic(topic_hash, state);
+            knowledge.add_topic(topic_hash, Entry::new(state));
         }
         knowledge.revision = record.revision;
         Ok(knowledge)
@@ -589,7 +844,7 @@ impl Serialize for StatesInTopicOrder<'_> {
         serializer.collect_seq(
             topics
                 .iter()
-                .map(|(topic, &state_idx)| (topic, &states[state_idx])),
+                .map(|(topic, &state_idx)| (&**topic, &*states[state_idx].state)),
         )
     }
 }
@@ -605,27 +860,59 @@ pub struct StrategyMismatch {
 }
 
 /// Joins one discovery into a topic's state, and says what that did.
-#[inline]
 fn join_one(strategy: Strategy, state: &mut TopicState, discovery: Arc<Discovery>) -> Insertion {
+    match plan(strategy, state, &discovery) {
+        Ok(plan) => commit(state, discovery, plan),
+        Err(unchanged) => unchanged,
+    }
+}
+
+/// How joining a discovery changes a topic's state.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// The discovery becomes the one kept.
+    TakeOver { conflicts: bool },
+    /// The discovery joins the vote.
+    Vote(VotePlan),
+}
+
+/// Works out what joining `discovery` does to `state` without changing it:
+/// a plan to change it, or what the insert says if it changes nothing.
+#[inline]
+fn plan(strategy: Strategy, state: &TopicState, discovery: &Discovery) -> Result<Plan, Insertion> {
     match state {
         TopicState::Best(best) => {
-            // Compared by reference: cloning the shared discoveries would
-            // make every replica touch the same reference counts.
             let conflicts = discovery.digest().payload != best.digest().payload
                 || discovery.payload() != best.payload();
-            let takes_over = precedence(strategy, &discovery, best) == Ordering::Greater;
-            if takes_over {
-                *best = discovery;
+            match precedence(strategy, discovery, best) == Ordering::Greater {
+                true => Ok(Plan::TakeOver { conflicts }),
+                false => Err(Insertion {
+                    changed: false,
+                    conflicts,
+                    belief_changed: false,
+                }),
             }
+        }
+        TopicState::All(votes) => votes.plan(discovery).map(Plan::Vote),
+    }
+}
+
+/// Carries out `plan`, made on this `state`.
+#[inline]
+fn commit(state: &mut TopicState, discovery: Arc<Discovery>, plan: Plan) -> Insertion {
+    match (state, plan) {
+        (TopicState::Best(best), Plan::TakeOver { conflicts }) => {
+            *best = discovery;
             // The kept discovery is the new one; its payload differs from
             // the one it replaced if and only if it conflicted.
             Insertion {
-                changed: takes_over,
+                changed: true,
                 conflicts,
-                belief_changed: takes_over && conflicts,
+                belief_changed: conflicts,
             }
         }
-        TopicState::All(votes) => votes.insert(discovery),
+        (TopicState::All(votes), Plan::Vote(plan)) => votes.commit(discovery, plan),
+        _ => unreachable!("a plan is carried out on the state it was made on"),
     }
 }
 

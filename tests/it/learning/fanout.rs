@@ -7,9 +7,11 @@ use std::time::Duration;
 
 use gymfleet::learning::fanout::{Content, FanOut, Published};
 use gymfleet::learning::{Discovery, DiscoveryId, Knowledge, Strategy, WorkerId};
+use gymfleet_harness::prop::{self, PropertyFailure};
+use proptest::prelude::*;
 use tokio::time::Instant;
 
-use crate::learning::support::draft;
+use crate::learning::support::{discoveries, draft, knowledge, strategy};
 
 fn batch(sequence: u64) -> Arc<[Arc<Discovery>]> {
     let discovery = draft()
@@ -228,12 +230,10 @@ async fn a_replica_being_read_gets_the_batch_when_the_read_ends_and_blocks_nobod
 async fn a_replica_read_through_a_full_backlog_lags_and_then_gets_a_snapshot() {
     let mut fanout = FanOut::new(1);
     let slow = fanout.replicate(Knowledge::new(Strategy::Consensus));
-    let mut source = expected([]);
 
     let reading = slow.read();
     for sequence in 0..3 {
         let published = fanout.publish(batch(sequence), Instant::now(), snapshot);
-        source = expected((0..=sequence).map(batch));
         let want = match sequence {
             // Queued in the backlog of one.
             0 => Published { delivered: 1, ..Published::default() },
@@ -247,15 +247,13 @@ async fn a_replica_read_through_a_full_backlog_lags_and_then_gets_a_snapshot() {
     drop(reading);
     assert_eq!(*slow.read(), expected([batch(0)]), "the backlog was applied, no more");
 
-    let mut snapshots_taken = 0;
+    // A replica's snapshot is everything the fan-out published, so the
+    // source's own snapshot is not needed.
     let published = fanout.publish(batch(3), Instant::now(), || {
-        snapshots_taken += 1;
-        source = expected((0..=3).map(batch));
-        Arc::new(source.clone())
+        panic!("a replica's snapshot comes from the fan-out")
     });
     assert_eq!(published, Published { snapshots: 1, applied: 1, ..Published::default() });
-    assert_eq!(snapshots_taken, 1);
-    assert_eq!(slow.knowledge(), source, "the snapshot replaced what it missed");
+    assert_eq!(slow.knowledge(), expected((0..=3).map(batch)), "the snapshot replaced what it missed");
 }
 
 #[gymfleet_harness::test(start_paused)]
@@ -313,4 +311,54 @@ fn batches_published_during_reads_on_another_thread_are_never_stranded() {
         assert_eq!(fanout.outstanding(), 0, "round {round}: a batch was left in the backlog");
         assert_eq!(replica.knowledge(), source, "round {round}");
     }
+}
+
+/// Replicas in step share the states the fan-out reached instead of
+/// inserting for themselves; that must give exactly what inserting gives.
+/// The discoveries come in batches of up to four, some sent twice, out of
+/// id order; one replica starts from knowledge of its own, so it is never
+/// in step, and one is read through some publishes, so it catches up from
+/// its backlog.
+#[gymfleet_harness::test]
+fn replicas_hold_what_inserting_every_published_discovery_gives() -> Result<(), PropertyFailure> {
+    let cases = (strategy(), discoveries(40), discoveries(8), proptest::collection::vec(1..5usize, 40));
+    prop::check(cases, |(strategy, list, own, batch_lens)| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime");
+        let _entered = runtime.enter();
+        let mut fanout = FanOut::new(64);
+        let in_step: Vec<_> = (0..2).map(|_| fanout.replicate(Knowledge::new(strategy))).collect();
+        let read_at_times = fanout.replicate(Knowledge::new(strategy));
+        let own = knowledge(strategy, &own);
+        let apart = fanout.replicate(own.clone());
+
+        // Every third discovery is published again, later.
+        let sent: Vec<Discovery> = list.iter().chain(list.iter().step_by(3)).cloned().collect();
+        let mut rest = &sent[..];
+        for (publish_idx, &batch_len) in batch_lens.iter().cycle().enumerate() {
+            if rest.is_empty() {
+                break;
+            }
+            let (batch, after) = rest.split_at(batch_len.min(rest.len()));
+            rest = after;
+            let batch: Arc<[Arc<Discovery>]> = batch.iter().cloned().map(Arc::new).collect();
+            let reading = (publish_idx % 3 == 0).then(|| read_at_times.read());
+            fanout.publish(batch, Instant::now(), || panic!("no replica lags"));
+            drop(reading);
+        }
+
+        let inserted = knowledge(strategy, &sent);
+        for replica in in_step.iter().chain([&read_at_times]) {
+            prop_assert_eq!(&*replica.read(), &inserted);
+        }
+        let mut apart_inserted = own;
+        for discovery in &sent {
+            apart_inserted.insert(discovery.clone());
+        }
+        prop_assert_eq!(&*apart.read(), &apart_inserted);
+        prop_assert_eq!(fanout.outstanding(), 0);
+        Ok(())
+    })
 }

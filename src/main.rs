@@ -100,6 +100,11 @@ struct RunArgs {
     /// How long the simulated servers take to answer.
     #[arg(long, value_enum, default_value_t = Latency::Zero)]
     latency: Latency,
+    /// Whether workers go in rounds, so that the same seed gives the same
+    /// run; a round waits for its slowest worker. [default: true with
+    /// simulated servers, false with `--gym`]
+    #[arg(long, value_name = "BOOL")]
+    lockstep: Option<bool>,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
@@ -414,6 +419,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
             Resolution::Consensus => gymfleet::learning::Strategy::Consensus,
             Resolution::WeightedMerge => gymfleet::learning::Strategy::WeightedMerge,
         },
+        lockstep: args.lockstep.unwrap_or(args.gyms.is_empty()),
         ..RunConfig::default()
     };
 

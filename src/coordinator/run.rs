@@ -24,6 +24,14 @@
 //! does it enter knowledge and the propagation queue. The store writer
 //! takes one batch at a time, so discoveries that arrive during a commit
 //! form the next one.
+//!
+//! In lockstep, workers go in rounds: every idle worker gets an
+//! experiment, proposed in worker order from the same knowledge; the
+//! outcomes are held until the last one arrives and are then taken in
+//! worker order, their discoveries stamped with one time for the round;
+//! the next round starts once they are all durable. Which worker finishes
+//! first then changes nothing, so on servers that answer the same way a
+//! seed gives the same run.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
@@ -43,7 +51,9 @@ use crate::gym::GymClient;
 use crate::gym::breaker::BreakerState;
 use crate::gym::wire::{Endpoint, Position};
 use crate::learning::fanout::FanOut;
-use crate::learning::{Discovery, DiscoveryId, Knowledge, Load, Policy, Propagation, WorkerId};
+use crate::learning::{
+    Discovery, DiscoveryId, Knowledge, Load, Policy, Propagation, Released, WorkerId,
+};
 
 /// Checkpoints kept per worker; older ones are forgotten.
 const MAX_CHECKPOINTS: usize = 32;
@@ -72,6 +82,10 @@ pub struct RunConfig {
     /// Whether reaching the goal ends the run; benchmarks of throughput
     /// keep going until the time limit.
     pub stop_at_goal: bool,
+    /// Whether workers go in rounds, so that the run depends only on what
+    /// the servers answer, not on when (see the module's documentation).
+    /// A round waits for its slowest worker.
+    pub lockstep: bool,
 }
 
 /// The run so far, published as it goes for live displays.
@@ -101,6 +115,7 @@ impl Default for RunConfig {
             drain_timeout: Duration::from_secs(10),
             progress: None,
             stop_at_goal: true,
+            lockstep: false,
         }
     }
 }
@@ -238,12 +253,25 @@ struct WorkerSlot {
 
 impl WorkerSlot {
     /// Turns what an outcome showed into discoveries with this worker's
-    /// next ids.
-    fn stamp(&mut self, worker: WorkerId, outcome: &Outcome) -> Vec<Discovery> {
+    /// next ids, at `wall_ms` (a lockstep round's time) or now.
+    fn stamp(
+        &mut self,
+        worker: WorkerId,
+        outcome: &Outcome,
+        wall_ms: Option<u64>,
+    ) -> Vec<Discovery> {
         let mut discoveries = Vec::new();
         for draft in outcome.discoveries() {
             self.next_sequence += 1;
-            match draft.finish(DiscoveryId::now(worker, self.next_sequence)) {
+            let id = match wall_ms {
+                Some(wall_ms) => DiscoveryId {
+                    wall_ms,
+                    worker,
+                    sequence: self.next_sequence,
+                },
+                None => DiscoveryId::now(worker, self.next_sequence),
+            };
+            match draft.finish(id) {
                 Ok(discovery) => discoveries.push(discovery),
                 Err(error) => {
                     tracing::warn!(%error, %worker, "an outcome made an invalid discovery")
@@ -375,9 +403,12 @@ pub async fn run(
     tokio::pin!(shutdown);
 
     // The loop: dispatch to idle workers, then wait for the next event.
+    let mut round = Round::new(config.lockstep);
     let ended = loop {
         let now = Instant::now();
-        if report.goal_reached && config.stop_at_goal {
+        // In lockstep a round's outcomes are all taken before the goal
+        // ends the run, so that the best route is the round's best.
+        if report.goal_reached && config.stop_at_goal && round.ready.is_empty() {
             break "goal reached".to_owned();
         }
         if now >= deadline {
@@ -390,9 +421,16 @@ pub async fn run(
             break format!("every server failed {} times in a row", config.max_failures);
         }
 
+        let may_dispatch = !round.lockstep
+            || (round.is_over()
+                && staged.is_empty()
+                && !write_in_flight
+                && workers
+                    .iter()
+                    .all(|slot| slot.busy.is_none() && slot.awaiting_batch.is_none()));
         for (worker_idx, slot) in workers.iter_mut().enumerate() {
             let parked = slot.parked_until.is_some_and(|until| until > now);
-            if slot.busy.is_some() || parked || slot.awaiting_batch.is_some() {
+            if !may_dispatch || slot.busy.is_some() || parked || slot.awaiting_batch.is_some() {
                 continue;
             }
             let experiment = match requeued.pop() {
@@ -431,15 +469,28 @@ pub async fn run(
                 .is_ok()
             {
                 slot.busy = Some(experiment);
+                round.dispatched();
             }
         }
 
         let in_flight = fanout.outstanding() > 0;
-        let event = tokio::select! {
-            event = events.recv() => event,
-            _ = fanout.wait_for_acks(Duration::MAX), if in_flight => Some(Event::Propagated),
-            _ = ticker.tick() => Some(Event::Tick),
-            () = &mut shutdown => break "stopped by the user".to_owned(),
+        let event = match round.ready.pop_front() {
+            Some(event) => Some(event),
+            None => {
+                let received = tokio::select! {
+                    event = events.recv() => event,
+                    _ = fanout.wait_for_acks(Duration::MAX), if in_flight => Some(Event::Propagated),
+                    _ = ticker.tick() => Some(Event::Tick),
+                    () = &mut shutdown => break "stopped by the user".to_owned(),
+                };
+                match received {
+                    Some(finished @ Event::Finished { worker, .. }) if round.lockstep => {
+                        round.hold(worker, finished);
+                        continue;
+                    }
+                    received => received,
+                }
+            }
         };
 
         match event {
@@ -556,7 +607,7 @@ pub async fn run(
                             }
                             own.push_back(checkpoint);
                         }
-                        slot.stamp(WorkerId(worker as u32), &outcome)
+                        slot.stamp(WorkerId(worker as u32), &outcome, round.wall_ms())
                     }
                 };
                 claims.remove(&worker);
@@ -596,7 +647,7 @@ pub async fn run(
         publish(
             &mut fanout,
             &knowledge,
-            propagation.poll(Instant::now(), load),
+            propagation.poll_timed(Instant::now(), load),
         );
         fanout.collect_acks();
     };
@@ -604,9 +655,14 @@ pub async fn run(
     // Shutdown: stop dispatching, let experiments in flight finish (within
     // the drain timeout), accept their discoveries, send what is queued.
     let drain_until = Instant::now() + config.drain_timeout;
-    while workers.iter().any(|slot| slot.busy.is_some()) || write_in_flight {
-        let Ok(Some(event)) = tokio::time::timeout_at(drain_until, events.recv()).await else {
-            break;
+    let mut taken = round.take_all();
+    while workers.iter().any(|slot| slot.busy.is_some()) || write_in_flight || !taken.is_empty() {
+        let event = match taken.pop_front() {
+            Some(event) => event,
+            None => match tokio::time::timeout_at(drain_until, events.recv()).await {
+                Ok(Some(event)) => event,
+                _ => break,
+            },
         };
         match event {
             Event::Finished { worker, result, .. } => {
@@ -614,7 +670,11 @@ pub async fn run(
                 let Ok((outcome, _)) = *result else { continue };
                 report.experiments += 1;
                 report.actions += outcome.steps.len() as u64;
-                staged.extend(workers[worker].stamp(WorkerId(worker as u32), &outcome));
+                staged.extend(workers[worker].stamp(
+                    WorkerId(worker as u32),
+                    &outcome,
+                    round.wall_ms(),
+                ));
             }
             Event::Durable(batch) => {
                 write_in_flight = false;
@@ -631,7 +691,7 @@ pub async fn run(
         accept(&mut knowledge, &mut propagation, &mut report, batch);
     }
     drop(writes);
-    publish(&mut fanout, &knowledge, propagation.drain());
+    publish(&mut fanout, &knowledge, propagation.drain_timed());
     while fanout.outstanding() > 0 && Instant::now() < drain_until {
         fanout.wait_for_acks(Duration::from_millis(100)).await;
     }
@@ -676,6 +736,75 @@ pub async fn run(
     while tasks.join_next().await.is_some() {}
     while watchers.join_next().await.is_some() {}
     Ok(report)
+}
+
+/// The current lockstep round: outcomes held until the round's last one
+/// arrives, then taken in worker order.
+#[derive(Debug)]
+struct Round {
+    lockstep: bool,
+    /// Experiments sent out this round.
+    size: usize,
+    /// Outcomes that arrived, by worker.
+    held: BTreeMap<usize, Event>,
+    /// Outcomes of a complete round, in worker order, to take.
+    ready: VecDeque<Event>,
+    /// The round's time, in wall-clock milliseconds, which its discoveries
+    /// carry: one per round, always later than the last.
+    wall_ms: u64,
+}
+
+impl Round {
+    fn new(lockstep: bool) -> Round {
+        Round {
+            lockstep,
+            size: 0,
+            held: BTreeMap::new(),
+            ready: VecDeque::new(),
+            wall_ms: 0,
+        }
+    }
+
+    /// Whether every outcome of the round has been taken.
+    fn is_over(&self) -> bool {
+        self.held.is_empty() && self.ready.is_empty()
+    }
+
+    /// Counts an experiment sent out; the first of a round starts it.
+    fn dispatched(&mut self) {
+        if !self.lockstep {
+            return;
+        }
+        if self.size == 0 {
+            let now_ms = DiscoveryId::now(WorkerId(0), 0).wall_ms;
+            self.wall_ms = now_ms.max(self.wall_ms + 1);
+        }
+        self.size += 1;
+    }
+
+    /// Holds an outcome; the round's last releases them all, in worker
+    /// order.
+    fn hold(&mut self, worker: usize, finished: Event) {
+        self.held.insert(worker, finished);
+        if self.held.len() == self.size {
+            self.ready
+                .extend(std::mem::take(&mut self.held).into_values());
+            self.size = 0;
+        }
+    }
+
+    /// Everything held or ready, in worker order, ending the round.
+    fn take_all(&mut self) -> VecDeque<Event> {
+        let mut taken = std::mem::take(&mut self.ready);
+        taken.extend(std::mem::take(&mut self.held).into_values());
+        self.size = 0;
+        taken
+    }
+
+    /// The time a round's discoveries carry, in lockstep.
+    fn wall_ms(&self) -> Option<u64> {
+        self.lockstep.then_some(self.wall_ms)
+    }
 }
 
 /// Takes in a batch the store made durable: into knowledge, counted, and
@@ -738,12 +867,14 @@ async fn execute(
     Ok((outcome, checkpoint))
 }
 
-fn publish(fanout: &mut FanOut, knowledge: &Knowledge, batch: Vec<Discovery>) {
-    if batch.is_empty() {
+/// Sends what the policy released to every replica; its propagation
+/// latency counts from the acceptance of the earliest accepted of it.
+fn publish(fanout: &mut FanOut, knowledge: &Knowledge, released: Released) {
+    let Some(origin) = released.oldest else {
         return;
-    }
-    let batch: Arc<[Arc<Discovery>]> = batch.into_iter().map(Arc::new).collect();
-    fanout.publish(batch, Instant::now(), || Arc::new(knowledge.clone()));
+    };
+    let batch: Arc<[Arc<Discovery>]> = released.discoveries.into_iter().map(Arc::new).collect();
+    fanout.publish(batch, origin, || Arc::new(knowledge.clone()));
 }
 
 fn percentiles(histogram: &hdrhistogram::Histogram<u64>) -> Percentiles {

@@ -21,4 +21,4 @@ pub use discovery::{
     WorkerId,
 };
 pub use knowledge::{Belief, Insertion, Knowledge, Strategy, StrategyMismatch};
-pub use policy::{InvalidPolicy, Load, Policy, Propagation};
+pub use policy::{InvalidPolicy, Load, Policy, Propagation, Released};

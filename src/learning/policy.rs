@@ -146,6 +146,15 @@ impl Propagation {
 
     /// What to send now.
     pub fn poll(&mut self, now: Instant, load: Load) -> Vec<Discovery> {
+        self.poll_timed(now, load).discoveries
+    }
+
+    /// What to send now, with when the longest waiting of it was accepted.
+    pub fn poll_timed(&mut self, now: Instant, load: Load) -> Released {
+        Released::from(self.release(now, load))
+    }
+
+    fn release(&mut self, now: Instant, load: Load) -> Vec<Pending> {
         match self.policy.clone() {
             Policy::Immediate => self.take_all(),
             Policy::Batched {
@@ -176,11 +185,7 @@ impl Propagation {
                 self.pending
                     .sort_by_key(|pending| std::cmp::Reverse(urgency(pending)));
                 let n_sent = max_per_poll.min(self.pending.len());
-                let sent = self
-                    .pending
-                    .drain(..n_sent)
-                    .map(|pending| pending.discovery)
-                    .collect();
+                let sent = self.pending.drain(..n_sent).collect();
                 self.pending.sort_by_key(|pending| pending.accepted_at);
                 sent
             }
@@ -221,15 +226,16 @@ impl Propagation {
 
     /// Everything still waiting, for shutdown.
     pub fn drain(&mut self) -> Vec<Discovery> {
-        self.take_all()
+        self.drain_timed().discoveries
     }
 
-    fn poll_batched(
-        &mut self,
-        now: Instant,
-        max_batch: usize,
-        max_wait: Duration,
-    ) -> Vec<Discovery> {
+    /// Everything still waiting, with when the longest waiting of it was
+    /// accepted.
+    pub fn drain_timed(&mut self) -> Released {
+        Released::from(self.take_all())
+    }
+
+    fn poll_batched(&mut self, now: Instant, max_batch: usize, max_wait: Duration) -> Vec<Pending> {
         let oldest_waited = self
             .pending
             .first()
@@ -240,24 +246,38 @@ impl Propagation {
         }
     }
 
-    fn take_all(&mut self) -> Vec<Discovery> {
-        self.pending
-            .drain(..)
-            .map(|pending| pending.discovery)
-            .collect()
+    fn take_all(&mut self) -> Vec<Pending> {
+        std::mem::take(&mut self.pending)
+    }
+}
+
+/// Discoveries a policy let go, in the order to send them.
+#[derive(Debug, Clone, Default)]
+pub struct Released {
+    /// What to send.
+    pub discoveries: Vec<Discovery>,
+    /// When the earliest accepted of them was accepted; `None` if there are
+    /// none.
+    pub oldest: Option<Instant>,
+}
+
+impl From<Vec<Pending>> for Released {
+    fn from(sent: Vec<Pending>) -> Released {
+        let oldest = sent.iter().map(|pending| pending.accepted_at).min();
+        Released {
+            discoveries: sent.into_iter().map(|pending| pending.discovery).collect(),
+            oldest,
+        }
     }
 }
 
 /// Removes and returns, in order, the discoveries `ready` accepts.
-fn take_where(
-    pending: &mut Vec<Pending>,
-    mut ready: impl FnMut(&Pending) -> bool,
-) -> Vec<Discovery> {
+fn take_where(pending: &mut Vec<Pending>, mut ready: impl FnMut(&Pending) -> bool) -> Vec<Pending> {
     let (sent, kept): (Vec<Pending>, Vec<Pending>) = std::mem::take(pending)
         .into_iter()
         .partition(|waiting| ready(waiting));
     *pending = kept;
-    sent.into_iter().map(|waiting| waiting.discovery).collect()
+    sent
 }
 
 fn validate(policy: &Policy) -> Result<(), InvalidPolicy> {

@@ -63,6 +63,7 @@ fn run_refuses_invalid_options_by_name() -> anyhow::Result<()> {
         (&["run", "--duration", "ten"][..], "--duration", 2),
         (&["run", "--workers", "0"][..], "--workers", 2),
         (&["run", "--strategy", "coin-flip"][..], "--strategy", 2),
+        (&["run", "--lockstep", "maybe"][..], "--lockstep", 2),
     ] {
         let output = gymfleet(args)?;
         let stderr = String::from_utf8_lossy(&output.stderr);

@@ -160,6 +160,35 @@ async fn a_one_worker_run_on_the_same_seed_is_reproducible() -> anyhow::Result<(
     Ok(())
 }
 
+/// Four workers on two runtime threads finish their experiments in an
+/// order that changes from run to run; in lockstep that order changes
+/// nothing.
+#[gymfleet_harness::test]
+fn a_lockstep_run_of_four_workers_on_the_same_seed_is_reproducible() -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut outcomes = Vec::new();
+    for attempt in 0..2 {
+        let outcome = runtime.block_on(async {
+            let (servers, clients) = sim_fleet(4).await?;
+            let config = RunConfig {
+                duration: Duration::from_secs(120),
+                data_dir: data_dir(&format!("lockstep-{attempt}")),
+                lockstep: true,
+                ..RunConfig::default()
+            };
+            let report = run_until_done(clients, config).await?;
+            anyhow::ensure!(report.goal_reached, "{}", report.ended);
+            for server in servers {
+                server.shutdown().await?;
+            }
+            Ok((report.experiments, report.actions, report.discoveries, report.conflicts, report.best_route))
+        })?;
+        outcomes.push(outcome);
+    }
+    anyhow::ensure!(outcomes[0] == outcomes[1], "{:?} != {:?}", outcomes[0], outcomes[1]);
+    Ok(())
+}
+
 #[gymfleet_harness::test]
 async fn a_server_that_dies_mid_run_is_parked_and_nothing_accepted_is_lost() -> anyhow::Result<()> {
     use gymfleet::gym::sim::{Scheduled, ScheduledFault, Trigger};

@@ -204,3 +204,26 @@ fn invalid_policies_are_refused_by_field() {
         InvalidPolicy::ZeroDuration("max_wait")
     );
 }
+
+/// Propagation latency counts from acceptance: a release says when the
+/// longest waiting of what it lets go was accepted.
+#[gymfleet_harness::test(start_paused)]
+async fn a_release_says_when_its_earliest_discovery_was_accepted() {
+    let policy = Policy::Batched { max_batch: 2, max_wait: Duration::from_millis(50) };
+    let mut propagation = Propagation::new(policy).expect("a valid policy");
+    let load = Load { queue_depth: 0, workers: 1, unhealthy_workers: 0 };
+    let first_accepted = Instant::now();
+    propagation.accept(discovery(0, Priority::Normal, 0.5, 1), first_accepted);
+    tokio::time::advance(Duration::from_millis(10)).await;
+    let held = propagation.poll_timed(Instant::now(), load);
+    assert!(held.discoveries.is_empty() && held.oldest.is_none(), "{held:?}");
+
+    propagation.accept(discovery(1, Priority::Normal, 0.5, 1), Instant::now());
+    let released = propagation.poll_timed(Instant::now(), load);
+    assert_eq!(released.discoveries.len(), 2);
+    assert_eq!(released.oldest, Some(first_accepted));
+
+    propagation.accept(discovery(2, Priority::Normal, 0.5, 1), Instant::now());
+    let drained = propagation.drain_timed();
+    assert_eq!((drained.discoveries.len(), drained.oldest), (1, Some(Instant::now())));
+}

@@ -6,6 +6,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -255,7 +256,9 @@ pub enum InvalidDiscovery {
 #[serde(from = "DiscoveryFields")]
 pub struct Discovery {
     id: DiscoveryId,
-    topic: Topic,
+    /// Shared, so that knowledge files the discovery under its topic
+    /// without copying the topic's strings.
+    topic: Arc<Topic>,
     payload: Payload,
     confidence: f64,
     success_rate: f64,
@@ -304,7 +307,7 @@ impl From<DiscoveryFields> for Discovery {
         Discovery {
             digest: Digest::of(&fields.topic, &fields.payload),
             id: fields.id,
-            topic: fields.topic,
+            topic: Arc::new(fields.topic),
             payload: fields.payload,
             confidence: fields.confidence,
             success_rate: fields.success_rate,
@@ -329,7 +332,7 @@ impl DiscoveryDraft {
         Ok(Discovery {
             digest: Digest::of(&self.topic, &self.payload),
             id,
-            topic: self.topic,
+            topic: Arc::new(self.topic),
             payload: self.payload,
             confidence: self.confidence,
             success_rate: self.success_rate,
@@ -348,6 +351,11 @@ impl Discovery {
 
     /// The question it answers.
     pub fn topic(&self) -> &Topic {
+        &self.topic
+    }
+
+    /// The question it answers, to share.
+    pub(crate) fn shared_topic(&self) -> &Arc<Topic> {
         &self.topic
     }
 

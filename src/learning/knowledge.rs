@@ -161,7 +161,7 @@ impl Entry {
     fn new(state: TopicState) -> Entry {
         Entry {
             stamp: Stamp::fresh(),
-            topic: Arc::new(state.latest().topic().clone()),
+            topic: Arc::clone(state.latest().shared_topic()),
             state: Arc::new(state),
         }
     }
@@ -232,10 +232,8 @@ impl TopicState {
 #[serde(from = "VotesRecord")]
 struct Votes {
     /// Sorted by id. Discoveries mostly arrive in id order, so a newcomer
-    /// is usually appended, with no search. A persistent vector, so that a
-    /// state shared between replicas is copied for a change in time that
-    /// does not grow with the number of contributors.
-    contributors: imbl::Vector<Arc<Discovery>>,
+    /// is usually appended, with no search.
+    contributors: Contributors,
     /// One per distinct payload, sorted by the payload's hash, then the
     /// payload: an order as canonical as the payload's own, in which a
     /// newcomer's payload is found by comparing numbers.
@@ -254,6 +252,91 @@ struct VotePlan {
     slot: usize,
     conflicts: bool,
     was_empty: bool,
+}
+
+/// A vote's contributors in id order: a plain vector while they are few, a
+/// persistent one once they are many, so that copying a vote shared
+/// between replicas costs at most `FEW` reference counts, however many
+/// contributors it has, while small votes stay as cheap as a vector.
+#[derive(Debug, Clone)]
+enum Contributors {
+    Few(Vec<Arc<Discovery>>),
+    Many(imbl::Vector<Arc<Discovery>>),
+}
+
+/// The most contributors kept in a plain vector.
+const FEW: usize = 32;
+
+impl Contributors {
+    fn len(&self) -> usize {
+        match self {
+            Contributors::Few(few) => few.len(),
+            Contributors::Many(many) => many.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn last(&self) -> Option<&Arc<Discovery>> {
+        match self {
+            Contributors::Few(few) => few.last(),
+            Contributors::Many(many) => many.last(),
+        }
+    }
+
+    fn get(&self, contributor_idx: usize) -> &Arc<Discovery> {
+        match self {
+            Contributors::Few(few) => &few[contributor_idx],
+            Contributors::Many(many) => &many[contributor_idx],
+        }
+    }
+
+    /// Where the contributor with `id` is, or would go.
+    fn search(&self, id: DiscoveryId) -> Result<usize, usize> {
+        match self {
+            Contributors::Few(few) => few.binary_search_by_key(&id, |kept| kept.id()),
+            Contributors::Many(many) => many.binary_search_by_key(&id, |kept| kept.id()),
+        }
+    }
+
+    /// Puts `discovery` at `slot`, found by `search`.
+    fn insert(&mut self, slot: usize, discovery: Arc<Discovery>) {
+        match self {
+            Contributors::Few(few) if few.len() < FEW => few.insert(slot, discovery),
+            Contributors::Few(few) => {
+                let mut many: imbl::Vector<_> = std::mem::take(few).into_iter().collect();
+                many.insert(slot, discovery);
+                *self = Contributors::Many(many);
+            }
+            Contributors::Many(many) if slot == many.len() => many.push_back(discovery),
+            Contributors::Many(many) => many.insert(slot, discovery),
+        }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = &Arc<Discovery>> {
+        let (few, many) = match self {
+            Contributors::Few(few) => (Some(few.iter()), None),
+            Contributors::Many(many) => (None, Some(many.iter())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
+    }
+}
+
+impl From<Vec<Arc<Discovery>>> for Contributors {
+    fn from(contributors: Vec<Arc<Discovery>>) -> Contributors {
+        match contributors.len() <= FEW {
+            true => Contributors::Few(contributors),
+            false => Contributors::Many(contributors.into_iter().collect()),
+        }
+    }
+}
+
+impl PartialEq for Contributors {
+    fn eq(&self, other: &Contributors) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
 }
 
 /// Votes as they serialize.
@@ -275,16 +358,14 @@ impl From<VotesRecord> for Votes {
 impl Serialize for Votes {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut record = serializer.serialize_struct("Votes", 1)?;
-        record.serialize_field("contributors", &Contributors(self))?;
+        record.serialize_field("contributors", &self.contributors)?;
         record.end()
     }
 }
 
-struct Contributors<'a>(&'a Votes);
-
-impl Serialize for Contributors<'_> {
+impl Serialize for Contributors {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.contributors.iter())
+        serializer.collect_seq(self.iter())
     }
 }
 
@@ -358,7 +439,7 @@ impl PartialEq for Tally {
 impl Votes {
     fn empty() -> Votes {
         Votes {
-            contributors: imbl::Vector::new(),
+            contributors: Contributors::Few(Vec::new()),
             tallies: Vec::new(),
             winner: 0,
         }
@@ -392,21 +473,16 @@ impl Votes {
 
         let id = discovery.id();
         let slot = match self.contributors.last() {
-            Some(last) if last.id() >= id => {
-                match self
-                    .contributors
-                    .binary_search_by_key(&id, |kept| kept.id())
-                {
-                    Ok(_) => {
-                        return Err(Insertion {
-                            changed: false,
-                            conflicts,
-                            belief_changed: false,
-                        });
-                    }
-                    Err(slot) => slot,
+            Some(last) if last.id() >= id => match self.contributors.search(id) {
+                Ok(_) => {
+                    return Err(Insertion {
+                        changed: false,
+                        conflicts,
+                        belief_changed: false,
+                    });
                 }
-            }
+                Err(slot) => slot,
+            },
             _ => self.contributors.len(),
         };
         Ok(VotePlan {
@@ -421,10 +497,7 @@ impl Votes {
     #[inline]
     fn commit(&mut self, discovery: Arc<Discovery>, plan: VotePlan) -> Insertion {
         let overtaken = self.count(&discovery, plan.position);
-        match plan.slot == self.contributors.len() {
-            true => self.contributors.push_back(discovery),
-            false => self.contributors.insert(plan.slot, discovery),
-        }
+        self.contributors.insert(plan.slot, discovery);
         Insertion {
             changed: true,
             conflicts: plan.conflicts,
@@ -435,23 +508,22 @@ impl Votes {
     /// Adds every contributor of `other` not already here, in one pass over
     /// both lists, whatever their order.
     fn merge(&mut self, other: &Votes) {
-        let mut merged = imbl::Vector::new();
-        let mut ours = std::mem::take(&mut self.contributors)
-            .into_iter()
-            .peekable();
-        for discovery in &other.contributors {
+        let mut merged = Vec::with_capacity(self.contributors.len() + other.contributors.len());
+        let ours: Vec<Arc<Discovery>> = self.contributors.iter().cloned().collect();
+        let mut ours = ours.into_iter().peekable();
+        for discovery in other.contributors.iter() {
             let id = discovery.id();
             while let Some(earlier) = ours.next_if(|ours| ours.id() < id) {
-                merged.push_back(earlier);
+                merged.push(earlier);
             }
             if ours.peek().is_some_and(|ours| ours.id() == id) {
                 continue;
             }
             self.count(discovery, self.find_payload(discovery));
-            merged.push_back(Arc::clone(discovery));
+            merged.push(Arc::clone(discovery));
         }
         merged.extend(ours);
-        self.contributors = merged;
+        self.contributors = Contributors::from(merged);
     }
 
     /// Where the tally of `discovery`'s payload is, or would be inserted.
@@ -515,9 +587,9 @@ impl Votes {
     fn contributor(&self, id: DiscoveryId) -> &Discovery {
         let contributor_idx = self
             .contributors
-            .binary_search_by_key(&id, |kept| kept.id())
+            .search(id)
             .expect("a tally's discoveries are contributors");
-        &self.contributors[contributor_idx]
+        self.contributors.get(contributor_idx)
     }
 
     /// The contributor with the largest id, which every vote has.

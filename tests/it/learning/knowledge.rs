@@ -250,3 +250,36 @@ fn beliefs_of_a_kind_are_exactly_those_topics() -> anyhow::Result<()> {
     anyhow::ensure!(knowledge.beliefs_of(&Kind::TILE).count() == 2);
     Ok(())
 }
+
+/// A topic with many contributors (past what small votes keep in a plain
+/// list) converges like a small one: inserted in id order, in reverse, or
+/// merged from two halves, and read back from JSON.
+#[gymfleet_harness::test]
+fn a_vote_with_hundreds_of_contributors_converges_whatever_the_order() -> anyhow::Result<()> {
+    use gymfleet::learning::{DiscoveryDraft, DiscoveryId, Payload, WorkerId};
+
+    let list: Vec<Discovery> = (0..300u64)
+        .map(|sequence| {
+            let draft = DiscoveryDraft {
+                payload: Payload::Route { script: format!("up*{}", sequence % 4 + 1), frames: 130 },
+                samples: (sequence % 5) as u32 + 1,
+                ..crate::learning::support::draft()
+            };
+            draft.finish(DiscoveryId { wall_ms: sequence / 7, worker: WorkerId((sequence % 3) as u32), sequence })
+        })
+        .collect::<Result<_, _>>()?;
+    for strategy in [Resolution::Consensus, Resolution::WeightedMerge] {
+        let in_order = knowledge(strategy, &list);
+        let reversed: Vec<Discovery> = list.iter().rev().cloned().collect();
+        let (first, second) = list.split_at(137);
+        let halves = merged(&knowledge(strategy, second), &knowledge(strategy, first));
+        anyhow::ensure!(knowledge(strategy, &reversed) == in_order, "{strategy:?}: reversed");
+        anyhow::ensure!(halves == in_order, "{strategy:?}: merged halves");
+        let topic = list[0].topic();
+        anyhow::ensure!(in_order.discoveries(topic).len() == 300);
+        anyhow::ensure!(halves.belief(topic) == in_order.belief(topic));
+        let read_back: Knowledge = serde_json::from_str(&serde_json::to_string(&in_order)?)?;
+        anyhow::ensure!(read_back == in_order, "{strategy:?}: read back from JSON");
+    }
+    Ok(())
+}

@@ -33,7 +33,7 @@
 //! first then changes nothing, so on servers that answer the same way a
 //! seed gives the same run.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,6 +51,7 @@ use crate::gym::GymClient;
 use crate::gym::breaker::BreakerState;
 use crate::gym::wire::{Endpoint, Position};
 use crate::learning::fanout::FanOut;
+use crate::learning::knowledge::Transition;
 use crate::learning::{
     Discovery, DiscoveryId, Knowledge, Load, Policy, Propagation, Released, WorkerId,
 };
@@ -331,6 +332,9 @@ pub async fn run(
         });
     }
     let mut staged: Vec<Discovery> = Vec::new();
+    // Accepted, queued for propagation, not yet in the coordinator's
+    // knowledge: filed after this iteration's publish (see `file`).
+    let mut unfiled: Vec<Discovery> = Vec::new();
     let mut write_in_flight = false;
     // Batches handed to the writer, and batches it made durable.
     let mut batches_sent = 0u64;
@@ -514,7 +518,7 @@ pub async fn run(
                         slot.awaiting_batch = None;
                     }
                 }
-                accept(&mut knowledge, &mut propagation, &mut report, batch);
+                accept(&mut propagation, &mut report, &mut unfiled, batch);
             }
             Some(Event::Finished {
                 worker,
@@ -644,11 +648,12 @@ pub async fn run(
                 })
                 .count(),
         };
-        publish(
+        let published = publish(
             &mut fanout,
             &knowledge,
             propagation.poll_timed(Instant::now(), load),
         );
+        file(&mut knowledge, &mut report, &mut unfiled, published);
         fanout.collect_acks();
     };
 
@@ -678,7 +683,7 @@ pub async fn run(
             }
             Event::Durable(batch) => {
                 write_in_flight = false;
-                accept(&mut knowledge, &mut propagation, &mut report, batch);
+                accept(&mut propagation, &mut report, &mut unfiled, batch);
             }
             Event::StoreFailed(error) => return Err(error.into()),
             Event::BreakerChanged { worker, .. } => workers[worker].breaker_events += 1,
@@ -688,10 +693,11 @@ pub async fn run(
     if !staged.is_empty() && !write_in_flight {
         let batch = std::mem::take(&mut staged);
         append(&store, batch.clone()).await?;
-        accept(&mut knowledge, &mut propagation, &mut report, batch);
+        accept(&mut propagation, &mut report, &mut unfiled, batch);
     }
     drop(writes);
-    publish(&mut fanout, &knowledge, propagation.drain_timed());
+    let published = publish(&mut fanout, &knowledge, propagation.drain_timed());
+    file(&mut knowledge, &mut report, &mut unfiled, published);
     while fanout.outstanding() > 0 && Instant::now() < drain_until {
         fanout.wait_for_acks(Duration::from_millis(100)).await;
     }
@@ -807,28 +813,68 @@ impl Round {
     }
 }
 
-/// Takes in a batch the store made durable: into knowledge, counted, and
-/// queued for propagation.
+/// Takes in a batch the store made durable: queued for propagation, and
+/// to be filed into the coordinator's knowledge.
+///
+/// Propagation latency counts from here. Filing waits until the batch has
+/// gone out, so that it is not on the way to the replicas, and so that it
+/// can take the states the fan-out worked out for them.
 fn accept(
-    knowledge: &mut Knowledge,
     propagation: &mut Propagation,
     report: &mut Report,
-    batch: Vec<Discovery>,
+    unfiled: &mut Vec<Discovery>,
+    mut batch: Vec<Discovery>,
 ) {
     let now = Instant::now();
-    let n_accepted = batch.len();
-    for discovery in batch {
-        let insertion = knowledge.insert(discovery.clone());
-        report.discoveries += 1;
-        report.conflicts += u64::from(insertion.conflicts);
-        report.resolved += u64::from(insertion.conflicts && insertion.belief_changed);
-        propagation.accept(discovery, now);
+    // In id order, a topic's newcomers mostly go after its last
+    // contributor, the cheapest place to put them; the order changes
+    // nothing else, as knowledge converges whatever the order.
+    batch.sort_unstable_by_key(Discovery::id);
+    for discovery in &batch {
+        propagation.accept(discovery.clone(), now);
     }
+    report.discoveries += batch.len() as u64;
     tracing::debug!(
-        accepted = n_accepted,
+        accepted = batch.len(),
         total = report.discoveries,
         "discoveries accepted"
     );
+    unfiled.extend(batch);
+}
+
+/// Files accepted discoveries into the coordinator's knowledge and counts
+/// their conflicts. Those that just went out in `published` take the states the
+/// fan-out's copy recorded when the coordinator's knowledge holds the
+/// states that copy started from, as it does while the policy sends
+/// everything at once; the rest are inserted.
+fn file(
+    knowledge: &mut Knowledge,
+    report: &mut Report,
+    unfiled: &mut Vec<Discovery>,
+    published: Option<Published>,
+) {
+    let traced = published.as_ref().and_then(|published| {
+        let transitions = published.transitions.as_ref()?;
+        let by_id: HashMap<DiscoveryId, usize> = published
+            .batch
+            .iter()
+            .enumerate()
+            .map(|(discovery_idx, discovery)| (discovery.id(), discovery_idx))
+            .collect();
+        Some((&published.batch, transitions, by_id))
+    });
+    for discovery in unfiled.drain(..) {
+        let went_out = traced.as_ref().and_then(|(batch, transitions, by_id)| {
+            let &discovery_idx = by_id.get(&discovery.id())?;
+            Some((&batch[discovery_idx], &transitions[discovery_idx]))
+        });
+        let insertion = match went_out {
+            Some((shared, transition)) => knowledge.insert_as(shared, transition),
+            None => knowledge.insert(discovery),
+        };
+        report.conflicts += u64::from(insertion.conflicts);
+        report.resolved += u64::from(insertion.conflicts && insertion.belief_changed);
+    }
 }
 
 /// How long a worker parks after `failures` failures in a row: `park`,
@@ -867,14 +913,30 @@ async fn execute(
     Ok((outcome, checkpoint))
 }
 
+/// A batch as it went out, with what inserting each of it did to the
+/// fan-out's copy of what it published.
+#[derive(Debug)]
+struct Published {
+    batch: Arc<[Arc<Discovery>]>,
+    transitions: Option<Arc<[Transition]>>,
+}
+
 /// Sends what the policy released to every replica; its propagation
 /// latency counts from the acceptance of the earliest accepted of it.
-fn publish(fanout: &mut FanOut, knowledge: &Knowledge, released: Released) {
-    let Some(origin) = released.oldest else {
-        return;
-    };
+fn publish(fanout: &mut FanOut, knowledge: &Knowledge, released: Released) -> Option<Published> {
+    let origin = released.oldest?;
     let batch: Arc<[Arc<Discovery>]> = released.discoveries.into_iter().map(Arc::new).collect();
-    fanout.publish(batch, origin, || Arc::new(knowledge.clone()));
+    // A lagging subscriber's snapshot must hold the batch, which the
+    // coordinator's knowledge files only after publishing.
+    let snapshot = || {
+        let mut snapshot = knowledge.clone();
+        for discovery in batch.iter() {
+            snapshot.insert(Arc::clone(discovery));
+        }
+        Arc::new(snapshot)
+    };
+    let (_, transitions) = fanout.publish_traced(Arc::clone(&batch), origin, snapshot);
+    Some(Published { batch, transitions })
 }
 
 fn percentiles(histogram: &hdrhistogram::Histogram<u64>) -> Percentiles {

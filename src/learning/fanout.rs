@@ -579,6 +579,19 @@ impl FanOut {
         origin: Instant,
         snapshot: impl FnOnce() -> Arc<Knowledge>,
     ) -> Published {
+        self.publish_traced(discoveries, origin, snapshot).0
+    }
+
+    /// Publishes as `publish` does, and returns what inserting each of the
+    /// batch did to the fan-out's own copy of what it published (none
+    /// before the first replica), so that other knowledge holding the same
+    /// states can take the results with `Knowledge::insert_as`.
+    pub(crate) fn publish_traced(
+        &mut self,
+        discoveries: Arc<[Arc<Discovery>]>,
+        origin: Instant,
+        snapshot: impl FnOnce() -> Arc<Knowledge>,
+    ) -> (Published, Option<Arc<[Transition]>>) {
         let sequence = self.next_sequence;
         self.next_sequence += 1;
         let receipt = Arc::new(Receipt {
@@ -649,6 +662,7 @@ impl FanOut {
         // Queue the deliveries. The source holds the parcel until all are
         // queued or applied, so that fast acknowledgements cannot complete
         // the batch early.
+        let traced = transitions.clone();
         let parcel = Arc::new(Parcel {
             sequence,
             batch: Content::Batch(discoveries),
@@ -758,7 +772,7 @@ impl FanOut {
                 None => self.in_flight.push_back(receipt),
             }
         }
-        published
+        (published, traced)
     }
 
     /// Records the latency of every batch whose recipients have all

@@ -192,6 +192,10 @@ pub(crate) struct Transition {
     strategy: Strategy,
     /// The state it started from; none if the topic was new.
     before: Option<Stamp>,
+    /// Where the state is in the knowledge that recorded the transition.
+    /// Knowledge kept in step files its topics in the same order, so it
+    /// finds the state there without a probe.
+    state_idx: usize,
     after: Entry,
     insertion: Insertion,
     /// For a new topic, the index of topics before and after it was filed.
@@ -267,6 +271,10 @@ enum Contributors {
 /// The most contributors kept in a plain vector.
 const FEW: usize = 32;
 
+/// How close to the end of a persistent vector a newcomer goes by moving
+/// the contributors after it instead of inserting.
+const NEAR_END: usize = 16;
+
 impl Contributors {
     fn len(&self) -> usize {
         match self {
@@ -311,6 +319,14 @@ impl Contributors {
                 *self = Contributors::Many(many);
             }
             Contributors::Many(many) if slot == many.len() => many.push_back(discovery),
+            // A newcomer a little out of order lands near the end: moving
+            // the few after it is cheaper than splitting the tree, which a
+            // persistent vector does to insert in the middle.
+            Contributors::Many(many) if many.len() - slot <= NEAR_END => {
+                let after: Vec<_> = (slot..many.len()).filter_map(|_| many.pop_back()).collect();
+                many.push_back(discovery);
+                many.extend(after.into_iter().rev());
+            }
             Contributors::Many(many) => many.insert(slot, discovery),
         }
     }
@@ -694,6 +710,7 @@ impl Knowledge {
         Transition {
             strategy: self.strategy,
             before,
+            state_idx,
             after: self.states[state_idx].clone(),
             insertion,
             topics: topics_before.map(|topics_before| (topics_before, self.topics.clone())),
@@ -713,13 +730,22 @@ impl Knowledge {
             let topic_hash = discovery.digest().topic;
             match transition.before {
                 Some(before) => {
+                    // A stamp is unique to one content of one topic's state,
+                    // so a match at the recorded place is the topic.
+                    let in_place = self
+                        .states
+                        .get(transition.state_idx)
+                        .is_some_and(|entry| entry.stamp == before);
                     let states = &self.states;
-                    let found = self
-                        .by_hash
-                        .find(topic_hash, |&(_, state_idx)| {
-                            states[state_idx].stamp == before
-                        })
-                        .copied();
+                    let found = match in_place {
+                        true => Some((topic_hash, transition.state_idx)),
+                        false => self
+                            .by_hash
+                            .find(topic_hash, |&(_, state_idx)| {
+                                states[state_idx].stamp == before
+                            })
+                            .copied(),
+                    };
                     if let Some((_, state_idx)) = found {
                         if before != transition.after.stamp {
                             // Same topic: only the state changes hands.

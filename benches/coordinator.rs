@@ -31,7 +31,11 @@ fn main() {
         println!("full runs, {RUN_SECONDS} s each, zero-latency simulated servers, not stopping at the goal");
         println!("  workers  experiments/s  actions/s  in gym calls  propagation p50/p99 (us)");
         for n_workers in [1, 2, 4, 8, 16] {
-            full_run(n_workers).await;
+            full_run(n_workers, Pace::Free).await;
+        }
+        println!("the same, workers in lockstep rounds (the default on simulated servers)");
+        for n_workers in [4, 16] {
+            full_run(n_workers, Pace::Lockstep).await;
         }
     });
     println!();
@@ -104,7 +108,16 @@ async fn worker_overhead() {
     server.shutdown().await.expect("the sim stops");
 }
 
-async fn full_run(n_workers: usize) {
+/// How a full run's workers go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Each worker gets its next experiment as soon as it is free.
+    Free,
+    /// Workers go in rounds (`RunConfig::lockstep`).
+    Lockstep,
+}
+
+async fn full_run(n_workers: usize, pace: Pace) {
     let mut servers = Vec::new();
     let mut clients = Vec::new();
     for _ in 0..n_workers {
@@ -120,6 +133,7 @@ async fn full_run(n_workers: usize) {
         duration: Duration::from_secs(RUN_SECONDS),
         data_dir: data_dir.clone(),
         stop_at_goal: false,
+        lockstep: pace == Pace::Lockstep,
         ..RunConfig::default()
     };
     let started = Instant::now();

@@ -21,9 +21,12 @@
 //! write at most `drain_timeout`.
 //!
 //! A discovery is accepted once the store has made it durable; only then
-//! does it enter knowledge and the propagation queue. The store writer
+//! does it enter the propagation queue and knowledge. The store writer
 //! takes one batch at a time, so discoveries that arrive during a commit
-//! form the next one.
+//! form the next one. An accepted batch goes out to the replicas before
+//! the coordinator files it into its own knowledge, taking the states the
+//! fan-out worked out for them, so that filing adds nothing to
+//! propagation latency and every discovery is inserted once.
 //!
 //! In lockstep, workers go in rounds: every idle worker gets an
 //! experiment, proposed in worker order from the same knowledge; the

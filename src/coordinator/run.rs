@@ -411,6 +411,7 @@ pub async fn run(
 
     // The loop: dispatch to idle workers, then wait for the next event.
     let mut round = Round::new(config.lockstep);
+    let mut largest_batch = 0;
     let ended = loop {
         let now = Instant::now();
         // In lockstep a round's outcomes are all taken before the goal
@@ -656,8 +657,14 @@ pub async fn run(
             &knowledge,
             propagation.poll_timed(Instant::now(), load),
         );
+        if let Some(published) = &published {
+            largest_batch = largest_batch.max(published.batch.len());
+        }
         file(&mut knowledge, &mut report, &mut unfiled, published);
         fanout.collect_acks();
+        // Replicas grow here, between batches, rather than in the publish
+        // of the batch that crosses their tables' size.
+        fanout.make_room(2 * largest_batch);
     };
 
     // Shutdown: stop dispatching, let experiments in flight finish (within

@@ -775,6 +775,30 @@ impl FanOut {
         (published, traced)
     }
 
+    /// Makes room for at least `topics` more topics in the fan-out's copy
+    /// of what it published and in every replica nobody is reading, so
+    /// that the publishes filing them grow no table. A replica in step
+    /// grows its tables in the same publish as every other, so the batch
+    /// that crossed their size would otherwise wait for all of them to
+    /// move their entries. Call it between publishes, where no batch
+    /// waits on it; while there is room it only looks.
+    pub fn make_room(&mut self, topics: usize) {
+        if let Some(published) = &mut self.published {
+            published.reserve(topics);
+        }
+        for slot in self.subscribers.values() {
+            let End::Replica(cell) = &slot.end else {
+                continue;
+            };
+            // A replica being read grows, if it must, as its backlog is
+            // applied.
+            if let Some(mut knowledge) = cell.try_lock_knowledge() {
+                cell.apply_backlog(&mut knowledge);
+                knowledge.reserve(topics);
+            }
+        }
+    }
+
     /// Records the latency of every batch whose recipients have all
     /// applied it since `publish` returned; returns how many completed. (A
     /// batch that `publish` applied to every recipient is recorded then.)

@@ -99,7 +99,9 @@ pub struct Propagation {
     /// Waiting discoveries, oldest first.
     pending: Vec<Pending>,
     /// Evidence per topic over every accepted discovery: the summed samples
-    /// and the highest confidence.
+    /// and the highest confidence. Kept only under the threshold policy,
+    /// the one that reads it: it holds an entry per topic ever accepted,
+    /// and regrowing it would hold up every other policy's releases.
     evidence: HashMap<Topic, (u64, f64)>,
 }
 
@@ -132,12 +134,14 @@ impl Propagation {
 
     /// Takes a discovery to send when the policy says.
     pub fn accept(&mut self, discovery: Discovery, now: Instant) {
-        let evidence = self
-            .evidence
-            .entry(discovery.topic().clone())
-            .or_insert((0, 0.0));
-        evidence.0 += u64::from(discovery.samples());
-        evidence.1 = evidence.1.max(discovery.confidence());
+        if matches!(self.policy, Policy::Threshold { .. }) {
+            let evidence = self
+                .evidence
+                .entry(discovery.topic().clone())
+                .or_insert((0, 0.0));
+            evidence.0 += u64::from(discovery.samples());
+            evidence.1 = evidence.1.max(discovery.confidence());
+        }
         self.pending.push(Pending {
             discovery,
             accepted_at: now,

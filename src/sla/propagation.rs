@@ -141,6 +141,8 @@ async fn measure_here(workload: &Workload) -> Measured {
         while fanout.outstanding() > 0 {
             fanout.wait_for_acks(Duration::from_secs(5)).await;
         }
+        // As the coordinator does: replicas grow between batches.
+        fanout.make_room(2 * workload.batch);
     }
     let elapsed = started.elapsed();
     // A batch applied before the loop looked is completed but not yet

@@ -318,11 +318,18 @@ fn batches_published_during_reads_on_another_thread_are_never_stranded() {
 /// The discoveries come in batches of up to four, some sent twice, out of
 /// id order; one replica starts from knowledge of its own, so it is never
 /// in step, and one is read through some publishes, so it catches up from
-/// its backlog.
+/// its backlog. Between publishes the fan-out makes room in the replicas,
+/// some of it while one is read, which must change nothing they hold.
 #[gymfleet_harness::test]
 fn replicas_hold_what_inserting_every_published_discovery_gives() -> Result<(), PropertyFailure> {
-    let cases = (strategy(), discoveries(40), discoveries(8), proptest::collection::vec(1..5usize, 40));
-    prop::check(cases, |(strategy, list, own, batch_lens)| {
+    let cases = (
+        strategy(),
+        discoveries(40),
+        discoveries(8),
+        proptest::collection::vec(1..5usize, 40),
+        0..16usize,
+    );
+    prop::check(cases, |(strategy, list, own, batch_lens, room)| {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_time()
             .build()
@@ -346,6 +353,9 @@ fn replicas_hold_what_inserting_every_published_discovery_gives() -> Result<(), 
             let batch: Arc<[Arc<Discovery>]> = batch.iter().cloned().map(Arc::new).collect();
             let reading = (publish_idx % 3 == 0).then(|| read_at_times.read());
             fanout.publish(batch, Instant::now(), || panic!("no replica lags"));
+            if publish_idx % 2 == 0 {
+                fanout.make_room(room * publish_idx);
+            }
             drop(reading);
         }
 

@@ -694,6 +694,10 @@ pub async fn run(
             Event::Durable(batch) => {
                 write_in_flight = false;
                 accept(&mut propagation, &mut report, &mut unfiled, batch);
+                // Out at once: nothing is dispatched any more, so holding
+                // the batch for the last experiments would only delay it.
+                let published = publish(&mut fanout, &knowledge, propagation.drain_timed());
+                file(&mut knowledge, &mut report, &mut unfiled, published);
             }
             Event::StoreFailed(error) => return Err(error.into()),
             Event::BreakerChanged { worker, .. } => workers[worker].breaker_events += 1,

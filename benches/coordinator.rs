@@ -23,7 +23,8 @@ fn main() {
     if std::env::args().any(|argument| argument == "--list") {
         return;
     }
-    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    // The runtime `gymfleet run` drives the coordinator on.
+    let runtime = gymfleet::coordinator::runtime().expect("a runtime");
     runtime.block_on(async {
         bare_client().await;
         worker_overhead().await;

@@ -208,7 +208,7 @@ fn scenario(args: ScenarioArgs) -> anyhow::Result<()> {
             .unwrap_or_default();
         scenarios.push(Scenario::read(file, &name)?);
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = gymfleet::coordinator::runtime().context("cannot start the async runtime")?;
     let dir = args.target_dir.join("gymfleet/sla");
     let mut failed = Vec::new();
     for scenario in &scenarios {
@@ -423,7 +423,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         ..RunConfig::default()
     };
 
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let runtime = gymfleet::coordinator::runtime().context("cannot start the async runtime")?;
     let report = runtime.block_on(async {
         // Listen for Ctrl-C before anything starts, so that an early one
         // stops the run cleanly instead of killing the process.

@@ -22,10 +22,9 @@ fn sla(path: &Path) -> anyhow::Result<()> {
     let name = relative.with_extension("").to_string_lossy().replace('\\', "/");
     let scenario = Scenario::read(&root.join(path), &name)?;
 
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start a runtime")?;
+    // The runtime `gymfleet run` and `gymfleet scenario` drive the
+    // coordinator on.
+    let runtime = gymfleet::coordinator::runtime().context("cannot start a runtime")?;
     let outcome = runtime.block_on(async {
         match scenario.fleet.as_ref().map(|fleet| (fleet.kind, fleet.servers)) {
             Some((FleetKind::Wiremock, n_servers)) => {

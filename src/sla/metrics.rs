@@ -220,7 +220,14 @@ impl Metrics {
             },
         };
         let kind = self.metrics.get(name).map(Metric::kind);
-        let enforced = !(cfg!(debug_assertions) && kind == Some(MetricKind::Trend));
+        // Latencies and per-second rates measure speed; fractions and
+        // counts do not.
+        let speed = match kind {
+            Some(MetricKind::Trend) => true,
+            Some(MetricKind::Counter) => threshold.statistic == Statistic::Rate,
+            Some(MetricKind::Rate) | None => false,
+        };
+        let enforced = !(cfg!(debug_assertions) && speed);
         Check {
             metric: name.to_owned(),
             threshold: threshold.source.clone(),
@@ -248,9 +255,9 @@ pub struct Check {
     pub value: Option<f64>,
     /// Whether the threshold held.
     pub passed: bool,
-    /// Whether a failure fails the scenario. Latency thresholds are not
-    /// enforced on code built without optimizations, whose timings say
-    /// nothing about a release build.
+    /// Whether a failure fails the scenario. Speed thresholds (latencies,
+    /// and counts per second) are not enforced on code built without
+    /// optimizations, whose timings say nothing about a release build.
     #[serde(default = "enforced")]
     pub enforced: bool,
     /// Why there is no measurement, when there is none.

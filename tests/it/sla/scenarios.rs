@@ -2,9 +2,10 @@
 //! runs its workload, checks its thresholds, prints the table and writes
 //! the results under `target/gymfleet/sla/` for `gymfleet gate`.
 //!
-//! Latency thresholds are enforced only when the suite is built with
-//! optimizations (`cargo nextest run --cargo-profile release`); a debug
-//! build still runs every scenario and enforces its other thresholds.
+//! Speed thresholds (latencies, counts per second) are enforced only when
+//! the suite is built with optimizations (`cargo nextest run
+//! --cargo-profile release`); a debug build still runs every scenario and
+//! enforces its other thresholds.
 
 use std::path::{Path, PathBuf};
 

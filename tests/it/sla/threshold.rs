@@ -3,7 +3,7 @@
 
 use anyhow::ensure;
 use gymfleet::sla::threshold::{Comparison, Statistic};
-use gymfleet::sla::{MetricKind, Threshold};
+use gymfleet::sla::{Metric, MetricKind, Metrics, Threshold};
 
 #[gymfleet_harness::test]
 fn latency_thresholds_parse_to_microseconds() -> anyhow::Result<()> {
@@ -76,6 +76,33 @@ fn errors_say_what_was_expected_and_where() -> anyhow::Result<()> {
         };
         ensure!(error.message.contains(needle), "{text:?}: {error}");
         ensure!(error.column == column, "{text:?}: column {} not {column}: {error}", error.column);
+    }
+    Ok(())
+}
+
+/// Speed (latencies, counts per second) is enforced only on an optimized
+/// build; counts and failure fractions are enforced on every build. Each
+/// threshold here fails, so that only `enforced` tells them apart.
+#[gymfleet_harness::test]
+fn only_speed_thresholds_go_unenforced_in_a_debug_build() -> anyhow::Result<()> {
+    let mut latency = Metric::trend();
+    latency.record(5_000)?;
+    let mut metrics = Metrics::default();
+    metrics.insert("propagation", Metric::Trend(latency));
+    let counted = Metric::Counter { count: 10, elapsed: std::time::Duration::from_secs(1) };
+    metrics.insert("experiments", counted);
+    metrics.insert("errors", Metric::Rate { hits: 1, total: 2 });
+
+    let optimized = !cfg!(debug_assertions);
+    for (metric, text, kind, enforced) in [
+        ("propagation", "p99 < 1ms", MetricKind::Trend, optimized),
+        ("experiments", "rate > 20/s", MetricKind::Counter, optimized),
+        ("experiments", "count > 20", MetricKind::Counter, true),
+        ("errors", "rate < 1%", MetricKind::Rate, true),
+    ] {
+        let check = metrics.check(metric, &Threshold::parse(text, kind)?);
+        ensure!(!check.passed, "{metric} {text} should fail: {check:?}");
+        ensure!(check.enforced == enforced, "{metric} {text}: enforced is {}", check.enforced);
     }
     Ok(())
 }

@@ -657,14 +657,15 @@ pub async fn run(
             &knowledge,
             propagation.poll_timed(Instant::now(), load),
         );
-        if let Some(published) = &published {
-            largest_batch = largest_batch.max(published.batch.len());
-        }
+        let published_len = published.as_ref().map(|published| published.batch.len());
         file(&mut knowledge, &mut report, &mut unfiled, published);
         fanout.collect_acks();
-        // Replicas grow here, between batches, rather than in the publish
-        // of the batch that crosses their tables' size.
-        fanout.make_room(2 * largest_batch);
+        // Replicas grow here, after a batch, rather than in the publish of
+        // the batch that crosses their tables' size.
+        if let Some(published_len) = published_len {
+            largest_batch = largest_batch.max(published_len);
+            fanout.make_room(2 * largest_batch);
+        }
     };
 
     // Shutdown: stop dispatching, let experiments in flight finish (within
